@@ -1,0 +1,64 @@
+"""`python -m capture`: run a model once over a dataset and store its activations."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from capture.datasets import DATASETS
+from capture.errors import CaptureError
+from capture.prompts import CHAT, DEFAULT_PROMPT
+from capture.registry import ALIASES, TINY_MODELS
+from capture.run import CaptureOptions, default_out, run_capture
+
+
+def build_parser() -> argparse.ArgumentParser:
+    models = ", ".join([*ALIASES, *TINY_MODELS])
+    parser = argparse.ArgumentParser(
+        prog="python -m capture",
+        description="Capture hidden states, KV-cache keys/values and FFN coefficients of a VLM into a Zarr store.",
+    )
+    parser.add_argument("--model", default="tiny-llava-ov", help=f"alias ({models}), hub id or local directory")
+    parser.add_argument("--revision", help="hub revision (branch, tag or commit) to load from the HF cache")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="compute dtype")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--dataset", default="synthetic-coco", choices=DATASETS)
+    parser.add_argument("--data-root", type=Path, help="dataset directory (synthetic-coco: where to generate it)")
+    parser.add_argument("--split", help="COCO split, e.g. val2017")
+    parser.add_argument("--limit", type=int, help="capture only the first N records")
+    parser.add_argument("--out", type=Path, help="store path (default: stores/<model>__<dataset>.zarr)")
+    parser.add_argument("--layers", default="all", help="decoder layers: all, or indices/ranges like 0-3,7")
+    parser.add_argument("--tokens", default="all", help="token sets stored: all, or any of image,text,last")
+    parser.add_argument("--ffn-topk", type=int, default=16, help="FFN memory coefficients kept per token (top-k)")
+    parser.add_argument("--ffn-dense-tokens", help="also store dense FFN coefficients for these token sets")
+    parser.add_argument("--keys-prerope", action="store_true", help="also store keys before RoPE (k_proj output)")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="user text of every sample")
+    parser.add_argument("--template", default=CHAT, help="'chat' (model's chat template) or a raw string with {image} and {text}")
+    parser.add_argument("--prefix", help="text placed before the image (Liu et al. section 4.1)")
+    parser.add_argument("--batch-size", type=int, default=8, help="samples per shard (and per forward pass when shapes agree)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing store captured with other settings")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options = CaptureOptions(
+        model=args.model, dataset=args.dataset, out=args.out, data_root=args.data_root, split=args.split,
+        limit=args.limit, revision=args.revision, dtype=args.dtype, device=args.device, layers=args.layers,
+        tokens=args.tokens, ffn_topk=args.ffn_topk, ffn_dense_tokens=args.ffn_dense_tokens,
+        keys_prerope=args.keys_prerope, prompt=args.prompt, template=args.template, prefix=args.prefix,
+        batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.no_progress,
+    )
+    try:
+        summary = run_capture(options)
+    except CaptureError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        out = options.out or default_out(options)
+        print(f"interrupted: completed shards in {out} are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+    print("\n".join(summary.lines()))
+    return 0

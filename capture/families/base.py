@@ -1,0 +1,188 @@
+"""The contract every model-family adapter fulfils, and the family-independent token-table assembly."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from transformers import PretrainedConfig, PreTrainedTokenizerBase, ProcessorMixin
+
+from store.schema import TOKEN_TABLE_FIELDS, ImagePart, TokenKind
+
+
+@dataclass
+class TokenTable:
+    """Per-token layout of one input sequence: every `TOKEN_TABLE_FIELDS` entry as a (seq,) array,
+    plus `box` (seq, 4): the token's footprint x0, y0, x1, y1 in [0, 1] of its original image (NaN
+    for non-image tokens)."""
+
+    fields: dict[str, np.ndarray]
+    box: np.ndarray
+
+    @classmethod
+    def empty(cls, length: int) -> TokenTable:
+        fields = {name: np.full(length, fill, dtype) for name, (dtype, fill) in TOKEN_TABLE_FIELDS.items()}
+        return cls(fields, np.full((length, 4), np.nan, np.float32))
+
+    def __len__(self) -> int:
+        return len(self.fields["kind"])
+
+    def select(self, positions: np.ndarray) -> TokenTable:
+        return TokenTable({k: v[positions] for k, v in self.fields.items()}, self.box[positions])
+
+
+@dataclass
+class ImageLayout:
+    """The token layout of one image's placeholder block, in sequence order (all arrays length n)."""
+
+    kind: np.ndarray
+    image_part: np.ndarray
+    tile_row: np.ndarray
+    tile_col: np.ndarray
+    patch_row: np.ndarray
+    patch_col: np.ndarray
+    grid_row: np.ndarray
+    grid_col: np.ndarray
+    downsampled: np.ndarray
+    box: np.ndarray  # (n, 4)
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+
+class FamilyAdapter(ABC):
+    """Everything that differs between model families. Subclasses are the only place quirks live."""
+
+    family: ClassVar[str]
+    model_types: ClassVar[tuple[str, ...]]  # config.model_type values this adapter accepts
+
+    # --- modules -------------------------------------------------------------------------------
+    def decoder(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The language model (its `.layers`, `.norm`, `.rotary_emb`)."""
+        return model.model.language_model
+
+    def unembedding(self, model: torch.nn.Module) -> torch.nn.Linear:
+        return model.lm_head
+
+    def text_config(self, config: PretrainedConfig) -> PretrainedConfig:
+        return config.text_config
+
+    def image_token_id(self, config: PretrainedConfig) -> int:
+        return int(config.image_token_id)
+
+    # --- processor, inputs ---------------------------------------------------------------------
+    @abstractmethod
+    def load_processor(self, model_dir: Path) -> ProcessorMixin:
+        """The model's processor, image-only and PIL-backed so pixels are identical on every machine."""
+
+    def processor_inputs(self, processor: ProcessorMixin, text: str, images: list[Any]) -> dict[str, torch.Tensor]:
+        """Tokenised text and pixel tensors for one sample, as the model's forward expects them."""
+        kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
+        if images:
+            kwargs["images"] = images
+        return dict(processor(**kwargs))
+
+    @abstractmethod
+    def image_layouts(
+        self, processor: ProcessorMixin, config: PretrainedConfig, inputs: dict[str, torch.Tensor]
+    ) -> list[ImageLayout]:
+        """Layouts of every image of one sample, in the order their placeholder tokens appear."""
+
+    # --- tiny test models ----------------------------------------------------------------------
+    @abstractmethod
+    def tiny_config(self, tokenizer: PreTrainedTokenizerBase) -> PretrainedConfig:
+        """A few-layer config of the real architecture, for tests and the demo."""
+
+    @abstractmethod
+    def tiny_tokenizer(self) -> PreTrainedTokenizerBase:
+        """An offline tokenizer with the family's special tokens and chat template."""
+
+    @abstractmethod
+    def tiny_processor(self, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> ProcessorMixin:
+        """The family's processor, sized for the tiny vision tower."""
+
+    # --- token table ---------------------------------------------------------------------------
+    def token_table(
+        self, processor: ProcessorMixin, config: PretrainedConfig, inputs: dict[str, torch.Tensor]
+    ) -> TokenTable:
+        """The token table of one sample (batch of 1): text / special / image tokens and image geometry."""
+        input_ids = inputs["input_ids"][0].cpu().numpy()
+        table = TokenTable.empty(len(input_ids))
+        f = table.fields
+        f["token_id"][:] = input_ids
+        f["position"][:] = np.arange(len(input_ids))
+        special_ids = np.array(sorted(set(processor.tokenizer.all_special_ids)), dtype=np.int64)
+        f["kind"][:] = np.where(np.isin(input_ids, special_ids), TokenKind.SPECIAL, TokenKind.TEXT)
+
+        image_positions = np.flatnonzero(input_ids == self.image_token_id(config))
+        layouts = self.image_layouts(processor, config, inputs) if len(image_positions) else []
+        expected = sum(len(layout) for layout in layouts)
+        if expected != len(image_positions):
+            raise RuntimeError(
+                f"{self.family}: {len(image_positions)} image placeholder tokens but the layout describes "
+                f"{expected}; the processor and the adapter disagree"
+            )
+        start = 0
+        for image_index, layout in enumerate(layouts):
+            where = image_positions[start : start + len(layout)]
+            start += len(layout)
+            f["image_index"][where] = image_index
+            for name in ("kind", "image_part", "tile_row", "tile_col", "patch_row", "patch_col",
+                         "grid_row", "grid_col", "downsampled"):
+                f[name][where] = getattr(layout, name)
+            table.box[where] = layout.box
+        return table
+
+
+def grid_layout(
+    n_rows: int,
+    n_cols: int,
+    *,
+    part: ImagePart,
+    box_of: Any,
+    tile_patch_of: Any = None,
+    downsampled: bool = False,
+    newline_after_row: bool = False,
+) -> ImageLayout:
+    """A row-major grid of image tokens, optionally with one newline token after each row.
+
+    `box_of(rows, cols)` returns (n, 4) boxes for grid cells; `tile_patch_of(rows, cols)` returns
+    (tile_row, tile_col, patch_row, patch_col) arrays, or None for a grid without tiles.
+    """
+    rows, cols = np.meshgrid(np.arange(n_rows), np.arange(n_cols + int(newline_after_row)), indexing="ij")
+    rows, cols = rows.ravel(), cols.ravel()
+    is_newline = cols == n_cols
+    n = len(rows)
+    layout = ImageLayout(
+        kind=np.where(is_newline, TokenKind.IMAGE_NEWLINE, TokenKind.IMAGE).astype(np.int8),
+        image_part=np.full(n, int(part), np.int8),
+        tile_row=np.full(n, -1, np.int16),
+        tile_col=np.full(n, -1, np.int16),
+        patch_row=np.full(n, -1, np.int16),
+        patch_col=np.full(n, -1, np.int16),
+        grid_row=rows.astype(np.int16),
+        grid_col=cols.astype(np.int16),
+        downsampled=np.full(n, downsampled) & ~is_newline,
+        box=np.full((n, 4), np.nan, np.float32),
+    )
+    cell = ~is_newline
+    layout.box[cell] = box_of(rows[cell], cols[cell])
+    if tile_patch_of is None:
+        layout.patch_row[cell], layout.patch_col[cell] = rows[cell], cols[cell]
+    else:
+        tile_row, tile_col, patch_row, patch_col = tile_patch_of(rows[cell], cols[cell])
+        layout.tile_row[cell], layout.tile_col[cell] = tile_row, tile_col
+        layout.patch_row[cell], layout.patch_col[cell] = patch_row, patch_col
+    return layout
+
+
+def concat_layouts(parts: list[ImageLayout]) -> ImageLayout:
+    """Join the layouts of one image's views (e.g. base tile, then high-resolution grid)."""
+    return ImageLayout(**{
+        name: np.concatenate([getattr(p, name) for p in parts])
+        for name in ImageLayout.__dataclass_fields__
+    })

@@ -1,0 +1,110 @@
+"""Load a model and its processor offline: from a local directory, the HF cache, or a tiny build."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from capture.errors import CaptureError
+from capture.families import FamilyAdapter, adapter_for_config
+from capture.registry import ModelRef, parse_model_name
+from capture.tiny_models import TINY_BUILD_VERSION, ensure_tiny_model
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model located on disk, with the revision that will actually be loaded."""
+
+    ref: ModelRef
+    local_dir: Path
+    revision: str  # commit hash for hub snapshots; "local" / "tiny-vN" otherwise
+
+
+@dataclass
+class LoadedModel:
+    resolved: ResolvedModel
+    model: Any
+    processor: Any
+    adapter: FamilyAdapter
+    dtype: torch.dtype
+    device: torch.device
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+
+def resolve_model(name: str, revision: str | None = None) -> ResolvedModel:
+    """Find the weights of `--model` on this machine; never downloads. Raises CaptureError when absent."""
+    ref = parse_model_name(name)
+    if ref.kind == "tiny":
+        if revision:
+            raise CaptureError(f"--revision does not apply to the locally built tiny model {name!r}")
+        local_dir = ensure_tiny_model(ref.name, ref.tiny_family)
+        return ResolvedModel(ref, local_dir, f"tiny-build-v{TINY_BUILD_VERSION}")
+    if ref.kind == "local":
+        if revision:
+            raise CaptureError(f"--revision applies to hub models, not to the local directory {ref.local_dir}")
+        _require_weights(ref.local_dir, f"local directory {ref.local_dir}")
+        return ResolvedModel(ref, ref.local_dir, "local")
+    return _resolve_from_hf_cache(ref, revision or "main")
+
+
+def _resolve_from_hf_cache(ref: ModelRef, revision: str) -> ResolvedModel:
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    get_it = (
+        f"download it where the hub is reachable (`hf download {ref.hub_id} --revision {revision}`) and copy "
+        f"the cache here, or pass the checkpoint directory to --model"
+    )
+    try:
+        snapshot = Path(snapshot_download(ref.hub_id, revision=revision, local_files_only=True))
+    except LocalEntryNotFoundError:
+        raise CaptureError(
+            f"weights for {ref.hub_id} (revision {revision}) are not in the HF cache {constants.HF_HUB_CACHE}; {get_it}"
+        ) from None
+    _require_weights(snapshot, f"{ref.hub_id} in the HF cache ({snapshot})", hint=get_it)
+    return ResolvedModel(ref, snapshot, snapshot.name)
+
+
+def _require_weights(directory: Path, what: str, hint: str = "") -> None:
+    if not (directory / "config.json").is_file() or not any(
+        next(directory.glob(pattern), None) for pattern in WEIGHT_PATTERNS
+    ):
+        raise CaptureError(f"{what} has no config.json or no weight files (*.safetensors / *.bin)" + (f"; {hint}" if hint else ""))
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CaptureError(f"--device {device} requested but no CUDA device is available (use --device cpu)")
+    return torch.device(device)
+
+
+def load_model(resolved: ResolvedModel, dtype: str = "auto", device: str = "auto") -> LoadedModel:
+    """Load weights and processor offline onto `device` in `dtype` (auto: the checkpoint's dtype)."""
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    config = AutoConfig.from_pretrained(resolved.local_dir, local_files_only=True)
+    adapter = adapter_for_config(config)
+    torch_device = pick_device(device)
+    if dtype != "auto" and dtype not in DTYPES:
+        raise CaptureError(f"unknown --dtype {dtype!r} (auto, {', '.join(DTYPES)})")
+    model = AutoModelForImageTextToText.from_pretrained(
+        resolved.local_dir,
+        dtype="auto" if dtype == "auto" else DTYPES[dtype],
+        local_files_only=True,
+    )
+    model = model.to(torch_device).eval()
+    processor = adapter.load_processor(resolved.local_dir)
+    return LoadedModel(resolved, model, processor, adapter, model.dtype, torch_device)

@@ -1,0 +1,424 @@
+"""The capture loop: dataset records -> one forward pass each (batched where shapes agree) -> shards."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from capture.datasets import Dataset, ImageLoadError, load_image, open_dataset
+from capture.errors import CaptureError
+from capture.families import TokenTable
+from capture.hooks import ActivationRecorder
+from capture.loading import LoadedModel, load_model, resolve_model
+from capture.prompts import CHAT, DEFAULT_PROMPT, build_prompt
+from capture.selection import parse_layers, parse_token_sets, select_positions, streams_for
+from store import schema
+from store.layout import TOKEN_BLOCK, StorePlan
+from store.writer import ShardPayload, ShardWriter, StoreError, completed_shards, create_store, open_for_resume
+
+TORCH_TO_LOGICAL = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    """Everything `python -m capture` accepts (see `capture.cli` for the help text)."""
+
+    model: str = "tiny-llava-ov"
+    dataset: str = "synthetic-coco"
+    out: Path | None = None
+    data_root: Path | None = None
+    split: str | None = None
+    limit: int | None = None
+    revision: str | None = None
+    dtype: str = "auto"
+    device: str = "auto"
+    layers: str | None = None
+    tokens: str = "all"
+    ffn_topk: int = 16
+    ffn_dense_tokens: str | None = None
+    keys_prerope: bool = False
+    prompt: str = DEFAULT_PROMPT
+    template: str = CHAT
+    prefix: str | None = None
+    batch_size: int = 8
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass
+class CaptureSummary:
+    path: Path
+    n_samples: int
+    captured: int
+    skipped: int
+    skip_reasons: list[str]
+    bytes_on_disk: int
+    seconds: float
+    resumed_shards: int = 0
+    forward_seconds: float = 0.0
+    tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        per_sample = self.bytes_on_disk / max(self.captured, 1)
+        out = [
+            f"store:    {self.path}",
+            f"samples:  {self.captured} captured, {self.skipped} skipped, {self.n_samples} in dataset"
+            + (f" ({self.resumed_shards} shards already complete)" if self.resumed_shards else ""),
+            f"size:     {self.bytes_on_disk / 1e6:.2f} MB on disk ({per_sample / 1e3:.1f} kB per captured sample)",
+            f"time:     {self.seconds:.1f} s ({self.forward_seconds:.1f} s in forward passes)",
+        ]
+        out += [f"skipped:  {reason}" for reason in self.skip_reasons[:10]]
+        if len(self.skip_reasons) > 10:
+            out.append(f"skipped:  ... and {len(self.skip_reasons) - 10} more (see the store's skip_reason)")
+        return out
+
+
+def default_out(options: CaptureOptions) -> Path:
+    safe_model = options.model.rstrip("/").replace("/", "__")
+    return Path("stores") / f"{Path(safe_model).name}__{options.dataset}.zarr"
+
+
+@dataclass
+class Prepared:
+    """One sample ready for the forward pass, or the reason it was skipped."""
+
+    index: int
+    prompt: str = ""
+    inputs: dict[str, torch.Tensor] | None = None
+    table: TokenTable | None = None
+    positions: np.ndarray | None = None  # selected sequence positions
+    dense_rows: np.ndarray | None = None  # rows of `positions` whose dense FFN coefficients are kept
+    image_sizes: list[tuple[int, int]] = field(default_factory=list)
+    skip_reason: str = ""
+
+    def signature(self) -> tuple:
+        """Samples with equal signatures can share one forward pass without padding."""
+        assert self.inputs is not None
+        return tuple((k, tuple(v.shape), v.dtype, v.tolist() if k == "image_sizes" else None)
+                     for k, v in sorted(self.inputs.items()))
+
+
+def run_capture(options: CaptureOptions) -> CaptureSummary:
+    """Capture `options.dataset` with `options.model` into a store; resumes an interrupted capture."""
+    started = time.perf_counter()
+    if options.batch_size < 1:
+        raise CaptureError(f"--batch-size must be at least 1, got {options.batch_size}")
+    if options.ffn_topk < 1:
+        raise CaptureError(f"--ffn-topk must be at least 1, got {options.ffn_topk}")
+    token_sets = parse_token_sets(options.tokens)
+    dense_sets = parse_token_sets(options.ffn_dense_tokens) if options.ffn_dense_tokens else None
+    resolved = resolve_model(options.model, options.revision)
+    dataset = open_dataset(options.dataset, options.data_root, options.split, options.limit)
+    out = (options.out or default_out(options)).expanduser().resolve()
+    _check_writable(out)
+    loaded = load_model(resolved, options.dtype, options.device)
+    text_config = loaded.adapter.text_config(loaded.config)
+    n_layers = text_config.num_hidden_layers
+    layers = parse_layers(options.layers, n_layers)
+    decoder = loaded.adapter.decoder(loaded.model)
+    ffn_units = decoder.layers[0].mlp.down_proj.in_features
+    if options.ffn_topk > ffn_units:
+        raise CaptureError(f"--ffn-topk {options.ffn_topk} exceeds the {ffn_units} FFN units of this model")
+    plan = StorePlan(
+        n_samples=len(dataset.records),
+        batch_size=options.batch_size,
+        max_images=max(len(r.image_paths) for r in dataset.records) if dataset.records else 1,
+        layers=layers,
+        streams=streams_for(layers, n_layers),
+        n_kv_heads=text_config.num_key_value_heads,
+        head_dim=getattr(text_config, "head_dim", None) or text_config.hidden_size // text_config.num_attention_heads,
+        d_model=text_config.hidden_size,
+        ffn_units=ffn_units,
+        ffn_topk=options.ffn_topk,
+        compute_dtype=TORCH_TO_LOGICAL[loaded.dtype],
+        keys_prerope=options.keys_prerope,
+        ffn_dense=dense_sets is not None,
+    )
+    attrs = _store_attributes(options, loaded, dataset, plan, token_sets, dense_sets, out)
+    try:
+        root = open_for_resume(out, attrs, options.overwrite)
+        if root is None:
+            if out.exists():  # --overwrite of an existing store
+                shutil.rmtree(out)
+            root = create_store(out, plan, attrs, _lens_arrays(loaded, layers))
+    except StoreError as error:
+        raise CaptureError(str(error)) from None
+    done = completed_shards(root)
+
+    writer = ShardWriter(root, plan)
+    progress = _progress_bar(options.progress, plan, done)
+    summary = CaptureSummary(out, plan.n_samples, 0, 0, [], 0, 0.0, resumed_shards=len(done))
+    try:
+        with torch.inference_mode(), ActivationRecorder(
+            decoder, layers, options.ffn_topk, dense_sets is not None, options.keys_prerope
+        ) as recorder:
+            for shard in range(plan.n_shards):
+                if shard in done:
+                    continue
+                prepared = [
+                    _prepare(loaded, dataset, i, options, token_sets, dense_sets)
+                    for i in plan.shard_samples(shard)
+                ]
+                t0 = time.perf_counter()
+                payload = _capture_shard(loaded, recorder, plan, shard, prepared, dataset)
+                summary.forward_seconds += time.perf_counter() - t0
+                writer.submit(payload)
+                ok = [p for p in prepared if not p.skip_reason]
+                summary.tokens += sum(len(p.positions) for p in ok)
+                progress.update(len(prepared))
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                progress.set_postfix_str(
+                    f"{summary.tokens / elapsed:,.0f} tok/s, {writer.bytes_written / elapsed / 1e6:.1f} MB/s written"
+                )
+        writer.close()
+    except StoreError as error:
+        raise CaptureError(str(error)) from None
+    finally:
+        progress.close()
+    status = root["status"][...]
+    reasons = root["skip_reason"][...]
+    summary.captured = int((status == schema.SampleStatus.CAPTURED).sum())
+    summary.skipped = int((status == schema.SampleStatus.SKIPPED).sum())
+    summary.skip_reasons = [str(r) for r, s in zip(reasons, status) if s == schema.SampleStatus.SKIPPED]
+    summary.bytes_on_disk = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _check_writable(out: Path) -> None:
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    probe = parent / f".write-probe-{out.name}"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise CaptureError(f"cannot write the store at {out}: {error.strerror or error} ({parent})") from None
+
+
+def _progress_bar(enabled: bool, plan: StorePlan, done: set[int]) -> Any:
+    from tqdm.auto import tqdm
+
+    initial = sum(len(plan.shard_samples(s)) for s in done)
+    return tqdm(total=plan.n_samples, initial=initial, unit="sample", disable=not enabled, dynamic_ncols=True)
+
+
+def _prepare(loaded: LoadedModel, dataset: Dataset, index: int, options: CaptureOptions,
+             token_sets: tuple[str, ...], dense_sets: tuple[str, ...] | None) -> Prepared:
+    record = dataset.records[index]
+    try:
+        images = [load_image(path) for path in record.image_paths]
+    except ImageLoadError as error:
+        return Prepared(index, skip_reason=str(error))
+    prompt = build_prompt(loaded.processor, options.template, record.text or options.prompt, len(images), options.prefix)
+    inputs = loaded.adapter.processor_inputs(loaded.processor, prompt, images)
+    table = loaded.adapter.token_table(loaded.processor, loaded.config, inputs)
+    positions = select_positions(table.fields["kind"], token_sets)
+    dense_rows = None
+    if dense_sets is not None:
+        dense_rows = np.flatnonzero(np.isin(positions, select_positions(table.fields["kind"], dense_sets)))
+    return Prepared(index, prompt, inputs, table, positions, dense_rows, [(im.height, im.width) for im in images])
+
+
+def _to_storage(tensor: torch.Tensor) -> np.ndarray:
+    """CPU numpy array in the store's on-disk dtype (bf16 as its raw uint16 bits)."""
+    tensor = tensor.detach()
+    if tensor.dtype == torch.bfloat16:
+        tensor = tensor.view(torch.uint16)
+    return tensor.cpu().numpy()
+
+
+def _capture_shard(loaded: LoadedModel, recorder: ActivationRecorder, plan: StorePlan, shard: int,
+                   prepared: list[Prepared], dataset: Dataset) -> ShardPayload:
+    n = len(prepared)
+    t_max = max([len(p.positions) for p in prepared if not p.skip_reason], default=0)
+    arrays = _allocate(plan, n, t_max)
+    for row, item in enumerate(prepared):
+        record = dataset.records[item.index]
+        arrays["sample_id"][row] = record.sample_id
+        arrays["annotation"][row] = json.dumps(record.annotation, sort_keys=True)
+        arrays["image_path"][row, : len(record.image_paths)] = [str(p) for p in record.image_paths]
+        if item.skip_reason:
+            arrays["status"][row] = schema.SampleStatus.SKIPPED
+            arrays["skip_reason"][row] = item.skip_reason
+    ready = [(row, item) for row, item in enumerate(prepared) if not item.skip_reason]
+    # Consecutive samples with identical input shapes share one forward pass.
+    groups: list[list[tuple[int, Prepared]]] = []
+    for row, item in ready:
+        if groups and groups[-1][0][1].signature() == item.signature():
+            groups[-1].append((row, item))
+        else:
+            groups.append([(row, item)])
+    for group in groups:
+        _forward_group(loaded, recorder, plan, group, arrays)
+    return ShardPayload(shard, arrays, t_max)
+
+
+def _allocate(plan: StorePlan, n: int, t_max: int) -> dict[str, np.ndarray]:
+    arrays = {}
+    for spec in plan.arrays(n_token_slots=t_max):
+        shape = (n, *spec.shape[1:])
+        if spec.logical_dtype == "str":
+            arrays[spec.name] = np.full(shape, spec.fill_value, dtype=object)
+        else:
+            arrays[spec.name] = np.full(shape, spec.fill_value, dtype=spec.storage_dtype)
+    return arrays
+
+
+def _forward_group(loaded: LoadedModel, recorder: ActivationRecorder, plan: StorePlan,
+                   group: list[tuple[int, Prepared]], arrays: dict[str, np.ndarray]) -> None:
+    batch = {
+        key: torch.cat([item.inputs[key] for _, item in group]).to(loaded.device)
+        for key in group[0][1].inputs
+    }
+    if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
+        batch["pixel_values"] = batch["pixel_values"].to(loaded.dtype)
+    recorder.reset()
+    output = loaded.model(**batch, output_hidden_states=True, use_cache=True, logits_to_keep=1)
+    recorded = recorder.recorded
+    n_layers = len(output.hidden_states) - 1
+    cache = output.past_key_values.layers
+    for b, (row, item) in enumerate(group):
+        pos = torch.as_tensor(item.positions, device=loaded.device)
+        n = len(item.positions)
+        streams = [output.hidden_states[s][b] if s < n_layers else recorded.final_raw[b] for s in plan.streams]
+        arrays[schema.HIDDEN][row, :, :n] = _to_storage(torch.stack([s[pos] for s in streams]))
+        arrays[schema.KEYS][row, :, :, :n] = _to_storage(torch.stack([cache[l].keys[b][:, pos] for l in plan.layers]))
+        arrays[schema.VALUES][row, :, :, :n] = _to_storage(torch.stack([cache[l].values[b][:, pos] for l in plan.layers]))
+        if plan.keys_prerope:
+            prerope = torch.stack([recorded.keys_prerope[l][b, pos] for l in plan.layers])  # (L, n, kv*hd)
+            prerope = prerope.view(len(plan.layers), n, plan.n_kv_heads, plan.head_dim).transpose(1, 2)
+            arrays[schema.KEYS_PREROPE][row, :, :, :n] = _to_storage(prerope)
+        arrays[schema.FFN_TOPK_VALUE][row, :, :n] = _to_storage(
+            torch.stack([recorded.ffn_topk_value[l][b, pos] for l in plan.layers]))
+        arrays[schema.FFN_TOPK_INDEX][row, :, :n] = _to_storage(
+            torch.stack([recorded.ffn_topk_index[l][b, pos] for l in plan.layers]).to(torch.int32))
+        if plan.ffn_dense:
+            rows = torch.as_tensor(item.dense_rows, device=loaded.device)
+            dense = torch.stack([recorded.ffn_dense[l][b, pos[rows]] for l in plan.layers])
+            arrays[schema.FFN_DENSE][row][:, item.dense_rows] = _to_storage(dense)
+            arrays[schema.FFN_DENSE_SELECTED][row, item.dense_rows] = True
+        table = item.table.select(item.positions)
+        for name, values in table.fields.items():
+            arrays[name][row, :n] = values
+        arrays[schema.TOKEN_BOX][row, :n] = table.box
+        arrays["status"][row] = schema.SampleStatus.CAPTURED
+        arrays["n_tokens"][row] = n
+        arrays["seq_len"][row] = len(item.table)
+        arrays["prompt"][row] = item.prompt
+        for image, (height, width) in enumerate(item.image_sizes):
+            arrays["image_height"][row, image] = height
+            arrays["image_width"][row, image] = width
+
+
+def _lens_arrays(loaded: LoadedModel, layers: tuple[int, ...]) -> dict[str, Any]:
+    """What offline lens analyses need, in the compute dtype: final norm, unembedding, vocabulary, down_proj."""
+    decoder = loaded.adapter.decoder(loaded.model)
+    head = loaded.adapter.unembedding(loaded.model)
+    logical = TORCH_TO_LOGICAL[loaded.dtype]
+    tokenizer = loaded.processor.tokenizer
+    vocab_size = head.weight.shape[0]
+    raw_tokens = tokenizer.convert_ids_to_tokens(list(range(min(vocab_size, len(tokenizer)))))
+    raw_tokens += [""] * (vocab_size - len(raw_tokens))
+    decoded = [tokenizer.decode([i]) if i < len(tokenizer) else "" for i in range(vocab_size)]
+    norm = decoder.norm
+    eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
+    arrays: dict[str, Any] = {
+        schema.LENS_NORM_WEIGHT: ((schema.D_MODEL,), _to_storage(norm.weight), logical, {}),
+        schema.LENS_UNEMBEDDING: ((schema.VOCAB, schema.D_MODEL), _to_storage(head.weight), logical, {}),
+        schema.LENS_VOCABULARY: ((schema.VOCAB,), np.array(decoded, dtype=object), "str", {}),
+        "vocabulary_raw": ((schema.VOCAB,), np.array(raw_tokens, dtype=object), "str", {}),
+        schema.LENS_DOWN_PROJ: (
+            (schema.LAYER, schema.D_MODEL, schema.FFN_UNIT),
+            [_to_storage(decoder.layers[i].mlp.down_proj.weight) for i in layers],
+            logical,
+            {},
+        ),
+        schema.LAYER: ((schema.LAYER,), np.asarray(layers, dtype=np.int32), "int32", {}),
+    }
+    if getattr(head, "bias", None) is not None:
+        arrays[schema.LENS_UNEMBEDDING_BIAS] = ((schema.VOCAB,), _to_storage(head.bias), logical, {})
+    return {
+        "attrs": {schema.ATTR_NORM_EPS: float(eps), schema.ATTR_NORM_KIND: type(norm).__name__},
+        "arrays": arrays,
+    }
+
+
+def _store_attributes(options: CaptureOptions, loaded: LoadedModel, dataset: Dataset, plan: StorePlan,
+                      token_sets: tuple[str, ...], dense_sets: tuple[str, ...] | None, out: Path) -> dict[str, Any]:
+    resolved = loaded.resolved
+    record_ids = hashlib.sha256("\n".join(r.sample_id for r in dataset.records).encode()).hexdigest()
+    capture_config = {
+        "model": options.model,
+        "hub_id": resolved.ref.hub_id,
+        "revision": resolved.revision,
+        "family": loaded.adapter.family,
+        "compute_dtype": plan.compute_dtype,
+        "device_type": loaded.device.type,
+        "dataset": dataset.name,
+        "data_root": str(dataset.root.resolve()),
+        "split": dataset.split,
+        "limit": options.limit,
+        "n_samples": plan.n_samples,
+        "sample_ids_sha256": record_ids,
+        "layers": list(plan.layers),
+        "streams": list(plan.streams),
+        "tokens": list(token_sets),
+        "ffn_topk": plan.ffn_topk,
+        "ffn_topk_order": "largest signed coefficient first",
+        "ffn_dense_tokens": list(dense_sets) if dense_sets else None,
+        "keys_prerope": plan.keys_prerope,
+        "keys_rope": "post-RoPE, as held in the KV cache",
+        "prompt": options.prompt,
+        "template": options.template,
+        "prefix": options.prefix,
+        "batch_size": plan.batch_size,
+        "token_block": TOKEN_BLOCK,
+        "schema_version": schema.SCHEMA_VERSION,
+    }
+    processor = loaded.processor
+    versions = {}
+    for package in ("torch", "transformers", "zarr", "numpy", "xarray", "dask", "tokenizers", "pillow"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    provenance = {
+        "model_dir": str(resolved.local_dir),
+        "model_config": json.loads(loaded.config.to_json_string()),
+        "processor": {
+            "class": type(processor).__name__,
+            "image_processor": json.loads(processor.image_processor.to_json_string()),
+            "chat_template": processor.chat_template,
+        },
+        "versions": versions,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+        "out": str(out),
+    }
+    return {
+        schema.ATTR_FORMAT: schema.FORMAT_NAME,
+        schema.ATTR_SCHEMA_VERSION: schema.SCHEMA_VERSION,
+        schema.ATTR_CAPTURE_CONFIG: capture_config,
+        schema.ATTR_PROVENANCE: provenance,
+        schema.ATTR_TOKEN_KINDS: {k.name.lower(): int(k) for k in schema.TokenKind},
+        schema.ATTR_IMAGE_PARTS: {k.name.lower(): int(k) for k in schema.ImagePart},
+        schema.ATTR_SAMPLE_STATUSES: {k.name.lower(): int(k) for k in schema.SampleStatus},
+    }

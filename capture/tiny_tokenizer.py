@@ -1,0 +1,37 @@
+"""An offline byte-level tokenizer for tiny test models (no tokenizer can be downloaded here).
+
+256 byte symbols and no merges, so every string round-trips exactly, plus the special tokens a
+model family needs. Wrapped as `PreTrainedTokenizerFast` so it saves and loads like a real one.
+"""
+
+from __future__ import annotations
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+
+def build_byte_tokenizer(
+    special_tokens: list[str],
+    *,
+    bos_token: str | None,
+    eos_token: str,
+    pad_token: str,
+    extra_attributes: dict[str, str] | None = None,
+    chat_template: str | None = None,
+) -> PreTrainedTokenizerFast:
+    """Byte-level BPE with ids 0..255 for bytes and 256.. for `special_tokens` (in order)."""
+    vocab = {symbol: byte for byte, symbol in bytes_to_unicode().items()}  # token id == byte value
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.add_special_tokens(special_tokens)
+    extra = dict(extra_attributes or {})
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=bos_token,
+        eos_token=eos_token,
+        pad_token=pad_token,
+        extra_special_tokens=extra or None,
+        chat_template=chat_template,
+    )
