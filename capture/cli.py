@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="user text of every sample")
     parser.add_argument("--template", default=CHAT, help="'chat' (model's chat template) or a raw string with {image} and {text}")
     parser.add_argument("--prefix", help="text placed before the image (Liu et al. section 4.1)")
-    parser.add_argument("--batch-size", type=int, default=8, help="samples per shard (and per forward pass when shapes agree)")
+    parser.add_argument("--batch-size", type=int, default=8, help="samples per shard (the unit of writing and resuming)")
+    parser.add_argument("--forward-batch", type=int, default=1,
+                        help="samples per forward pass when their input shapes agree (1: each sample alone, bit-stable)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store captured with other settings")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         limit=args.limit, revision=args.revision, dtype=args.dtype, device=args.device, layers=args.layers,
         tokens=args.tokens, ffn_topk=args.ffn_topk, ffn_dense_tokens=args.ffn_dense_tokens,
         keys_prerope=args.keys_prerope, prompt=args.prompt, template=args.template, prefix=args.prefix,
-        batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.no_progress,
+        batch_size=args.batch_size, forward_batch=args.forward_batch, overwrite=args.overwrite, progress=not args.no_progress,
     )
     try:
         summary = run_capture(options)

@@ -53,6 +53,7 @@ class CaptureOptions:
     template: str = CHAT
     prefix: str | None = None
     batch_size: int = 8
+    forward_batch: int = 1
     overwrite: bool = False
     progress: bool = True
 
@@ -116,6 +117,8 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
     started = time.perf_counter()
     if options.batch_size < 1:
         raise CaptureError(f"--batch-size must be at least 1, got {options.batch_size}")
+    if options.forward_batch < 1:
+        raise CaptureError(f"--forward-batch must be at least 1, got {options.forward_batch}")
     if options.ffn_topk < 1:
         raise CaptureError(f"--ffn-topk must be at least 1, got {options.ffn_topk}")
     token_sets = parse_token_sets(options.tokens)
@@ -173,7 +176,7 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
                     for i in plan.shard_samples(shard)
                 ]
                 t0 = time.perf_counter()
-                payload = _capture_shard(loaded, recorder, plan, shard, prepared, dataset)
+                payload = _capture_shard(loaded, recorder, plan, shard, prepared, dataset, options.forward_batch)
                 summary.forward_seconds += time.perf_counter() - t0
                 writer.submit(payload)
                 ok = [p for p in prepared if not p.skip_reason]
@@ -243,7 +246,7 @@ def _to_storage(tensor: torch.Tensor) -> np.ndarray:
 
 
 def _capture_shard(loaded: LoadedModel, recorder: ActivationRecorder, plan: StorePlan, shard: int,
-                   prepared: list[Prepared], dataset: Dataset) -> ShardPayload:
+                   prepared: list[Prepared], dataset: Dataset, forward_batch: int) -> ShardPayload:
     n = len(prepared)
     t_max = max([len(p.positions) for p in prepared if not p.skip_reason], default=0)
     arrays = _allocate(plan, n, t_max)
@@ -256,10 +259,11 @@ def _capture_shard(loaded: LoadedModel, recorder: ActivationRecorder, plan: Stor
             arrays["status"][row] = schema.SampleStatus.SKIPPED
             arrays["skip_reason"][row] = item.skip_reason
     ready = [(row, item) for row, item in enumerate(prepared) if not item.skip_reason]
-    # Consecutive samples with identical input shapes share one forward pass.
+    # Up to `forward_batch` consecutive samples with identical input shapes share one forward pass (no
+    # padding). Batched matmuls may round differently from single ones, hence the default of 1.
     groups: list[list[tuple[int, Prepared]]] = []
     for row, item in ready:
-        if groups and groups[-1][0][1].signature() == item.signature():
+        if groups and len(groups[-1]) < forward_batch and groups[-1][0][1].signature() == item.signature():
             groups[-1].append((row, item))
         else:
             groups.append([(row, item)])
@@ -387,6 +391,7 @@ def _store_attributes(options: CaptureOptions, loaded: LoadedModel, dataset: Dat
         "template": options.template,
         "prefix": options.prefix,
         "batch_size": plan.batch_size,
+        "forward_batch": options.forward_batch,
         "token_block": TOKEN_BLOCK,
         "schema_version": schema.SCHEMA_VERSION,
     }

@@ -39,14 +39,7 @@ def open(path: str | Path) -> xr.Dataset:  # noqa: A001 - mirrors xarray.open_za
     Arrays stored as raw bf16 bits come back as `ml_dtypes.bfloat16`; nothing is read until computed.
     """
     dataset = xr.open_zarr(path, consolidated=False)
-    dataset = _restore_logical_dtypes(dataset)
-    config = dataset.attrs.get(schema.ATTR_CAPTURE_CONFIG, {})
-    coords = {}
-    if "layers" in config:
-        coords[schema.LAYER] = (schema.LAYER, np.asarray(config["layers"], dtype=np.int32))
-    if "streams" in config:
-        coords[schema.STREAM] = (schema.STREAM, np.asarray(config["streams"], dtype=np.int32))
-    return dataset.assign_coords(coords)
+    return _restore_logical_dtypes(dataset)
 
 
 def open_lens(path: str | Path) -> xr.Dataset:

@@ -68,6 +68,9 @@ def create_store(path: Path, plan: StorePlan, attrs: dict[str, Any], lens: dict[
     root.attrs.update(attrs)
     for spec in plan.arrays():
         _create_array(root, spec)
+    for name, indices in ((schema.LAYER, plan.layers), (schema.STREAM, plan.streams)):
+        coordinate = root.create_array(name, shape=(len(indices),), dtype="int32", dimension_names=(name,))
+        coordinate[...] = np.asarray(indices, dtype=np.int32)
     progress = root.create_group(schema.PROGRESS_GROUP)
     progress.create_array(
         schema.SHARD_COMPLETE, shape=(plan.n_shards,), chunks=(1,), dtype="int8", fill_value=0,

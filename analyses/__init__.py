@@ -1,0 +1,1 @@
+"""Offline analyses over activation stores: pure functions over xarray/dask, no model loading."""

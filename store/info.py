@@ -1,0 +1,48 @@
+"""A human-readable description of a store: what was captured, from what, and how big it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from store import schema
+from store.validate import open_group
+
+
+def describe(path: Path) -> list[str]:
+    """Lines describing the store at `path`."""
+    root = open_group(path)
+    config = root.attrs.get(schema.ATTR_CAPTURE_CONFIG, {})
+    provenance = root.attrs.get(schema.ATTR_PROVENANCE, {})
+    status = root["status"][...]
+    done = root[schema.PROGRESS_GROUP][schema.SHARD_COMPLETE][...]
+    n_tokens = root["n_tokens"][...][status == schema.SampleStatus.CAPTURED]
+    lines = [
+        f"store:     {path}",
+        f"model:     {config.get('model')} (hub id {config.get('hub_id')}, revision {config.get('revision')}, "
+        f"family {config.get('family')}, {config.get('compute_dtype')} on {config.get('device_type')})",
+        f"dataset:   {config.get('dataset')} split={config.get('split')} root={config.get('data_root')}",
+        f"samples:   {int((status == schema.SampleStatus.CAPTURED).sum())} captured, "
+        f"{int((status == schema.SampleStatus.SKIPPED).sum())} skipped, {len(status)} total; "
+        f"shards {int(done.sum())}/{len(done)} complete",
+        f"tokens:    sets {config.get('tokens')}; per sample min/mean/max "
+        + (f"{n_tokens.min()}/{n_tokens.mean():.0f}/{n_tokens.max()}" if len(n_tokens) else "-"),
+        f"layers:    {config.get('layers')} (hidden streams {config.get('streams')})",
+        f"prompt:    template={config.get('template')!r} prompt={config.get('prompt')!r} prefix={config.get('prefix')!r}",
+        f"created:   {provenance.get('created')} with {provenance.get('versions')}",
+        "arrays:",
+    ]
+    for name in sorted(root.array_keys()):
+        array = root[name]
+        logical = array.attrs.get(schema.ATTR_LOGICAL_DTYPE, str(array.dtype))
+        stored = array.nbytes_stored()
+        lines.append(f"  {name:<16} {str(tuple(array.metadata.dimension_names)):<52} {str(array.shape):<26} "
+                     f"{logical:<9} {stored / 1e6:9.2f} MB")
+    lens = root[schema.LENS_GROUP]
+    lines.append(f"lens/:     {', '.join(sorted(lens.array_keys()))} (eps={lens.attrs.get(schema.ATTR_NORM_EPS)})")
+    total = sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+    captured = max(int((status == schema.SampleStatus.CAPTURED).sum()), 1)
+    lines.append(f"on disk:   {total / 1e6:.2f} MB ({total / captured / 1e3:.1f} kB per captured sample)")
+    return lines
+
+
+__all__ = ["describe"]

@@ -1,0 +1,125 @@
+"""Check a store: completeness, shapes, dtypes, token-table consistency, provenance. Returns problems."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from store import schema
+from store.layout import TOKEN_BLOCK
+
+REQUIRED_ARRAYS = [schema.HIDDEN, schema.KEYS, schema.VALUES, schema.FFN_TOPK_INDEX, schema.FFN_TOPK_VALUE,
+                   *schema.TOKEN_TABLE_FIELDS, schema.TOKEN_BOX, *schema.SAMPLE_FIELDS, schema.LAYER, schema.STREAM]
+REQUIRED_PROVENANCE = ["model_dir", "model_config", "processor", "versions", "created"]
+REQUIRED_CONFIG = ["model", "revision", "compute_dtype", "dataset", "layers", "streams", "tokens", "n_samples"]
+
+
+def open_group(path: Path) -> zarr.Group:
+    try:
+        return zarr.open_group(zarr.storage.LocalStore(path, read_only=True), mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
+        raise FileNotFoundError(f"{path} is not a Zarr store") from None
+
+
+def validate(path: Path) -> list[str]:
+    """All problems found in the store at `path` (empty list: valid)."""
+    root = open_group(path)
+    attrs = dict(root.attrs)
+    if attrs.get(schema.ATTR_FORMAT) != schema.FORMAT_NAME:
+        return [f"not an activation store (format attribute is {attrs.get(schema.ATTR_FORMAT)!r})"]
+    problems: list[str] = []
+    if attrs.get(schema.ATTR_SCHEMA_VERSION) != schema.SCHEMA_VERSION:
+        problems.append(f"schema version {attrs.get(schema.ATTR_SCHEMA_VERSION)} (this reader: {schema.SCHEMA_VERSION})")
+    config = attrs.get(schema.ATTR_CAPTURE_CONFIG) or {}
+    provenance = attrs.get(schema.ATTR_PROVENANCE) or {}
+    problems += [f"capture_config lacks {key!r}" for key in REQUIRED_CONFIG if key not in config]
+    problems += [f"provenance lacks {key!r}" for key in REQUIRED_PROVENANCE if key not in provenance]
+    members = set(root.array_keys())
+    problems += [f"missing array {name!r}" for name in REQUIRED_ARRAYS if name not in members]
+    if problems:
+        return problems
+
+    n_samples = config["n_samples"]
+    sizes = {schema.SAMPLE: n_samples, schema.LAYER: len(config["layers"]), schema.STREAM: len(config["streams"])}
+    logical = config["compute_dtype"]
+    for name in sorted(members):
+        array = root[name]
+        dims = array.metadata.dimension_names
+        if dims is None or len(dims) != array.ndim:
+            problems.append(f"{name}: dimension_names missing or of wrong length")
+            continue
+        for dim, size in zip(dims, array.shape):
+            if dim in sizes and sizes[dim] != size:
+                problems.append(f"{name}: {dim} has {size} entries, expected {sizes[dim]}")
+            sizes.setdefault(dim, size)
+        if schema.TOKEN in dims and array.shape[dims.index(schema.TOKEN)] % TOKEN_BLOCK:
+            problems.append(f"{name}: token axis {array.shape[dims.index(schema.TOKEN)]} is not a multiple of {TOKEN_BLOCK}")
+        if name in schema.ACTIVATION_DIMS:
+            if tuple(dims) != schema.ACTIVATION_DIMS[name]:
+                problems.append(f"{name}: dims {dims}, expected {schema.ACTIVATION_DIMS[name]}")
+            wanted = np.dtype("int32") if name == schema.FFN_TOPK_INDEX else schema.storage_dtype(logical)
+            if array.dtype != wanted:
+                problems.append(f"{name}: stored as {array.dtype}, expected {wanted} for compute dtype {logical}")
+            if logical in schema.LOGICAL_TO_STORAGE and name != schema.FFN_TOPK_INDEX and \
+                    array.attrs.get(schema.ATTR_LOGICAL_DTYPE) != logical:
+                problems.append(f"{name}: missing {schema.ATTR_LOGICAL_DTYPE}={logical!r} attribute")
+    if list(root[schema.LAYER][...]) != list(config["layers"]):
+        problems.append("layer coordinate differs from capture_config layers")
+
+    done = root[schema.PROGRESS_GROUP][schema.SHARD_COMPLETE][...]
+    if not done.all():
+        missing = np.flatnonzero(done == 0)
+        problems.append(f"incomplete: {len(missing)} of {len(done)} shards not written (first: {missing[0]}); "
+                        "rerun the capture command to resume")
+    problems += _check_samples(root)
+    problems += _check_lens(root, config, sizes)
+    return problems
+
+
+def _check_samples(root: zarr.Group) -> list[str]:
+    problems = []
+    status = root["status"][...]
+    n_tokens = root["n_tokens"][...]
+    seq_len = root["seq_len"][...]
+    kind = root["kind"][...]
+    position = root["position"][...]
+    reasons = root["skip_reason"][...]
+    for index in np.flatnonzero(status == schema.SampleStatus.PENDING)[:5]:
+        problems.append(f"sample {index}: never captured nor skipped")
+    for index in np.flatnonzero(status == schema.SampleStatus.CAPTURED):
+        n = n_tokens[index]
+        if n < 1 or n > seq_len[index]:
+            problems.append(f"sample {index}: n_tokens={n} with seq_len={seq_len[index]}")
+        elif (kind[index, :n] == schema.TokenKind.PAD).any() or (kind[index, n:] != schema.TokenKind.PAD).any():
+            problems.append(f"sample {index}: token kinds disagree with n_tokens={n}")
+        elif not (np.diff(position[index, :n]) > 0).all() or position[index, n - 1] >= seq_len[index]:
+            problems.append(f"sample {index}: token positions not increasing within the sequence")
+    for index in np.flatnonzero(status == schema.SampleStatus.SKIPPED):
+        if not reasons[index]:
+            problems.append(f"sample {index}: skipped without a reason")
+    return problems
+
+
+def _check_lens(root: zarr.Group, config: dict, sizes: dict[str, int]) -> list[str]:
+    if schema.LENS_GROUP not in root.group_keys():
+        return ["missing lens/ group"]
+    lens = root[schema.LENS_GROUP]
+    problems = []
+    for name in (schema.LENS_NORM_WEIGHT, schema.LENS_UNEMBEDDING, schema.LENS_VOCABULARY, schema.LENS_DOWN_PROJ):
+        if name not in lens.array_keys():
+            problems.append(f"lens/ lacks {name!r}")
+    if problems:
+        return problems
+    if schema.ATTR_NORM_EPS not in lens.attrs:
+        problems.append("lens/ lacks the final norm epsilon attribute")
+    d_model = sizes.get(schema.D_MODEL)
+    if lens[schema.LENS_NORM_WEIGHT].shape != (d_model,):
+        problems.append(f"lens/{schema.LENS_NORM_WEIGHT}: shape {lens[schema.LENS_NORM_WEIGHT].shape}, d_model {d_model}")
+    vocab, width = lens[schema.LENS_UNEMBEDDING].shape
+    if width != d_model or lens[schema.LENS_VOCABULARY].shape != (vocab,):
+        problems.append("lens/: unembedding and vocabulary shapes disagree with d_model or each other")
+    if lens[schema.LENS_DOWN_PROJ].shape[:2] != (len(config["layers"]), d_model):
+        problems.append(f"lens/{schema.LENS_DOWN_PROJ}: shape {lens[schema.LENS_DOWN_PROJ].shape} does not match layers x d_model")
+    return problems
