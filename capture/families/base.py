@@ -83,7 +83,7 @@ class FamilyAdapter(ABC):
         """Tokenised text and pixel tensors for one sample, as the model's forward expects them."""
         kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
         if images:
-            kwargs["images"] = images
+            kwargs["images"] = [images]  # nested: all images belong to the one text
         return dict(processor(**kwargs))
 
     @abstractmethod
@@ -115,7 +115,9 @@ class FamilyAdapter(ABC):
         f = table.fields
         f["token_id"][:] = input_ids
         f["position"][:] = np.arange(len(input_ids))
-        special_ids = np.array(sorted(set(processor.tokenizer.all_special_ids)), dtype=np.int64)
+        tokenizer = processor.tokenizer
+        special = {i for i, token in tokenizer.added_tokens_decoder.items() if token.special}
+        special_ids = np.array(sorted(special | set(tokenizer.all_special_ids)), dtype=np.int64)
         f["kind"][:] = np.where(np.isin(input_ids, special_ids), TokenKind.SPECIAL, TokenKind.TEXT)
 
         image_positions = np.flatnonzero(input_ids == self.image_token_id(config))
