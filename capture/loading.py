@@ -29,16 +29,27 @@ class ResolvedModel:
 
 @dataclass
 class LoadedModel:
+    """Config, adapter and processor of a resolved model; `model` is None until `load_weights()`."""
+
     resolved: ResolvedModel
-    model: Any
+    config: Any
     processor: Any
     adapter: FamilyAdapter
     dtype: torch.dtype
     device: torch.device
+    model: Any = None
 
-    @property
-    def config(self) -> Any:
-        return self.model.config
+    def load_weights(self) -> LoadedModel:
+        """Load the weights offline onto `device` in `dtype` (the slow part, done after all checks)."""
+        from transformers import AutoModelForImageTextToText
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        model = AutoModelForImageTextToText.from_pretrained(
+            self.resolved.local_dir, config=self.config, dtype=self.dtype, local_files_only=True
+        )
+        self.model = model.to(self.device).eval()
+        return self
 
 
 def resolve_model(name: str, revision: str | None = None) -> ResolvedModel:
@@ -90,21 +101,29 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_model(resolved: ResolvedModel, dtype: str = "auto", device: str = "auto") -> LoadedModel:
-    """Load weights and processor offline onto `device` in `dtype` (auto: the checkpoint's dtype)."""
-    from transformers import AutoConfig, AutoModelForImageTextToText
+def open_model(resolved: ResolvedModel, dtype: str = "auto", device: str = "auto") -> LoadedModel:
+    """Config, family adapter and processor (cheap, no weights); `dtype` auto is the checkpoint's dtype."""
+    from transformers import AutoConfig
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     config = AutoConfig.from_pretrained(resolved.local_dir, local_files_only=True)
     adapter = adapter_for_config(config)
-    torch_device = pick_device(device)
     if dtype != "auto" and dtype not in DTYPES:
         raise CaptureError(f"unknown --dtype {dtype!r} (auto, {', '.join(DTYPES)})")
-    model = AutoModelForImageTextToText.from_pretrained(
-        resolved.local_dir,
-        dtype="auto" if dtype == "auto" else DTYPES[dtype],
-        local_files_only=True,
-    )
-    model = model.to(torch_device).eval()
+    torch_dtype = DTYPES[dtype] if dtype != "auto" else _checkpoint_dtype(config, adapter)
     processor = adapter.load_processor(resolved.local_dir)
-    return LoadedModel(resolved, model, processor, adapter, model.dtype, torch_device)
+    return LoadedModel(resolved, config, processor, adapter, torch_dtype, pick_device(device))
+
+
+def _checkpoint_dtype(config: Any, adapter: FamilyAdapter) -> torch.dtype:
+    for candidate in (getattr(config, "dtype", None), getattr(adapter.text_config(config), "dtype", None)):
+        if isinstance(candidate, str):
+            candidate = getattr(torch, candidate, None)
+        if isinstance(candidate, torch.dtype):
+            return candidate
+    return torch.float32
+
+
+def load_model(resolved: ResolvedModel, dtype: str = "auto", device: str = "auto") -> LoadedModel:
+    """Config, processor and weights, ready for forward passes."""
+    return open_model(resolved, dtype, device).load_weights()

@@ -21,7 +21,7 @@ from capture.datasets import Dataset, ImageLoadError, load_image, open_dataset
 from capture.errors import CaptureError
 from capture.families import TokenTable
 from capture.hooks import ActivationRecorder
-from capture.loading import LoadedModel, load_model, resolve_model
+from capture.loading import LoadedModel, open_model, resolve_model
 from capture.prompts import CHAT, DEFAULT_PROMPT, build_prompt
 from capture.selection import parse_layers, parse_token_sets, select_positions, streams_for
 from store import schema
@@ -127,12 +127,11 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
     dataset = open_dataset(options.dataset, options.data_root, options.split, options.limit)
     out = (options.out or default_out(options)).expanduser().resolve()
     _check_writable(out)
-    loaded = load_model(resolved, options.dtype, options.device)
+    loaded = open_model(resolved, options.dtype, options.device)
     text_config = loaded.adapter.text_config(loaded.config)
     n_layers = text_config.num_hidden_layers
     layers = parse_layers(options.layers, n_layers)
-    decoder = loaded.adapter.decoder(loaded.model)
-    ffn_units = decoder.layers[0].mlp.down_proj.in_features
+    ffn_units = text_config.intermediate_size
     if options.ffn_topk > ffn_units:
         raise CaptureError(f"--ffn-topk {options.ffn_topk} exceeds the {ffn_units} FFN units of this model")
     plan = StorePlan(
@@ -151,14 +150,16 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
         ffn_dense=dense_sets is not None,
     )
     attrs = _store_attributes(options, loaded, dataset, plan, token_sets, dense_sets, out)
-    try:
+    try:  # every check happens before the (slow) weight loading
         root = open_for_resume(out, attrs, options.overwrite)
+        loaded.load_weights()
         if root is None:
             if out.exists():  # --overwrite of an existing store
                 shutil.rmtree(out)
             root = create_store(out, plan, attrs, _lens_arrays(loaded, layers))
     except StoreError as error:
         raise CaptureError(str(error)) from None
+    decoder = loaded.adapter.decoder(loaded.model)
     done = completed_shards(root)
 
     writer = ShardWriter(root, plan)
