@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         keys_prerope=args.keys_prerope, prompt=args.prompt, template=args.template, prefix=args.prefix,
         batch_size=args.batch_size, forward_batch=args.forward_batch, overwrite=args.overwrite, progress=not args.no_progress,
     )
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress bar and summary are the output
+    disable_progress_bars()
     try:
         summary = run_capture(options)
     except CaptureError as error:

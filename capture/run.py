@@ -9,7 +9,7 @@ import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -302,19 +302,19 @@ def _forward_group(loaded: LoadedModel, recorder: ActivationRecorder, plan: Stor
         n = len(item.positions)
         streams = [output.hidden_states[s][b] if s < n_layers else recorded.final_raw[b] for s in plan.streams]
         arrays[schema.HIDDEN][row, :, :n] = _to_storage(torch.stack([s[pos] for s in streams]))
-        arrays[schema.KEYS][row, :, :, :n] = _to_storage(torch.stack([cache[l].keys[b][:, pos] for l in plan.layers]))
-        arrays[schema.VALUES][row, :, :, :n] = _to_storage(torch.stack([cache[l].values[b][:, pos] for l in plan.layers]))
+        arrays[schema.KEYS][row, :, :, :n] = _to_storage(torch.stack([cache[layer].keys[b][:, pos] for layer in plan.layers]))
+        arrays[schema.VALUES][row, :, :, :n] = _to_storage(torch.stack([cache[layer].values[b][:, pos] for layer in plan.layers]))
         if plan.keys_prerope:
-            prerope = torch.stack([recorded.keys_prerope[l][b, pos] for l in plan.layers])  # (L, n, kv*hd)
+            prerope = torch.stack([recorded.keys_prerope[layer][b, pos] for layer in plan.layers])  # (L, n, kv*hd)
             prerope = prerope.view(len(plan.layers), n, plan.n_kv_heads, plan.head_dim).transpose(1, 2)
             arrays[schema.KEYS_PREROPE][row, :, :, :n] = _to_storage(prerope)
         arrays[schema.FFN_TOPK_VALUE][row, :, :n] = _to_storage(
-            torch.stack([recorded.ffn_topk_value[l][b, pos] for l in plan.layers]))
+            torch.stack([recorded.ffn_topk_value[layer][b, pos] for layer in plan.layers]))
         arrays[schema.FFN_TOPK_INDEX][row, :, :n] = _to_storage(
-            torch.stack([recorded.ffn_topk_index[l][b, pos] for l in plan.layers]).to(torch.int32))
+            torch.stack([recorded.ffn_topk_index[layer][b, pos] for layer in plan.layers]).to(torch.int32))
         if plan.ffn_dense:
             rows = torch.as_tensor(item.dense_rows, device=loaded.device)
-            dense = torch.stack([recorded.ffn_dense[l][b, pos[rows]] for l in plan.layers])
+            dense = torch.stack([recorded.ffn_dense[layer][b, pos[rows]] for layer in plan.layers])
             arrays[schema.FFN_DENSE][row][:, item.dense_rows] = _to_storage(dense)
             arrays[schema.FFN_DENSE_SELECTED][row, item.dense_rows] = True
         table = item.table.select(item.positions)
@@ -414,7 +414,7 @@ def _store_attributes(options: CaptureOptions, loaded: LoadedModel, dataset: Dat
         "versions": versions,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
         "out": str(out),

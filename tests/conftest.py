@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One cache home per test session (inherited by CLI subprocesses), so tiny models and data are built by
+# the code under test; VLM_TEST_CACHE_HOME reuses one across sessions.
+os.environ["VLM_CACHE_HOME"] = os.environ.get("VLM_TEST_CACHE_HOME") or tempfile.mkdtemp(prefix="vlm-cache-")
 
 
 @pytest.fixture(scope="session")
-def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache home per test session, so tiny models and data are built by the code under test."""
-    home = Path(os.environ.get("VLM_TEST_CACHE_HOME") or tmp_path_factory.mktemp("cache-home"))
-    os.environ["VLM_CACHE_HOME"] = str(home)
-    return home
+def cache_home() -> Path:
+    return Path(os.environ["VLM_CACHE_HOME"])
 
 
 @pytest.fixture(scope="session")
