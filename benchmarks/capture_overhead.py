@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -66,7 +66,7 @@ def main() -> None:
     best_bare = min(bare)
     capture_total, bytes_on_disk, n = min(captured)
     line = (
-        f"| {datetime.now(timezone.utc):%Y-%m-%d} | {args.model} | {n} | {best_bare:.2f} s | {capture_total:.2f} s | "
+        f"| {datetime.now(UTC):%Y-%m-%d} | {args.model} | {n} | {best_bare:.2f} s | {capture_total:.2f} s | "
         f"{capture_total / best_bare:.2f}x | {bytes_on_disk / n / 1e3:.1f} kB |"
     )
     command = f"python benchmarks/capture_overhead.py --model {args.model} --limit {args.limit} --repeats {args.repeats}"
