@@ -79,7 +79,7 @@ class CaptureSummary:
             f"samples:  {self.captured} captured, {self.skipped} skipped, {self.n_samples} in dataset"
             + (f" ({self.resumed_shards} shards already complete)" if self.resumed_shards else ""),
             f"size:     {self.bytes_on_disk / 1e6:.2f} MB on disk ({per_sample / 1e3:.1f} kB per captured sample)",
-            f"time:     {self.seconds:.1f} s ({self.forward_seconds:.1f} s in forward passes)",
+            f"time:     {self.seconds:.1f} s ({self.forward_seconds:.1f} s in forward passes and extraction)",
         ]
         out += [f"skipped:  {reason}" for reason in self.skip_reasons[:10]]
         if len(self.skip_reasons) > 10:
@@ -190,6 +190,9 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
         writer.close()
     except StoreError as error:
         raise CaptureError(str(error)) from None
+    except KeyboardInterrupt:
+        writer.close()  # finish the shards already handed to the writer (at most its queue depth)
+        raise
     finally:
         progress.close()
     status = root["status"][...]

@@ -27,6 +27,7 @@ from transformers import (
 )
 from transformers.image_processing_utils import select_best_resolution
 
+from capture.errors import CaptureError
 from capture.families.base import FamilyAdapter, ImageLayout, concat_layouts, grid_layout
 from capture.tiny_tokenizer import build_byte_tokenizer
 from store.schema import ImagePart
@@ -84,7 +85,7 @@ class LlavaOnevisionAdapter(FamilyAdapter):
     # --- layout ----------------------------------------------------------------------------------
     def image_layouts(self, processor: Any, config: PretrainedConfig, inputs: dict[str, torch.Tensor]) -> list[ImageLayout]:
         if config.vision_feature_select_strategy != "full":
-            raise ValueError(
+            raise CaptureError(
                 f"llava_onevision with vision_feature_select_strategy={config.vision_feature_select_strategy!r} "
                 "is not supported (OneVision checkpoints use 'full')"
             )
