@@ -42,9 +42,7 @@ class LoadedModel:
     def load_weights(self) -> LoadedModel:
         """Load the weights offline onto `device` in `dtype` (the slow part, done after all checks)."""
         from transformers import AutoModelForImageTextToText
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
         model = AutoModelForImageTextToText.from_pretrained(
             self.resolved.local_dir, config=self.config, dtype=self.dtype, local_files_only=True
         )

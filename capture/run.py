@@ -25,6 +25,7 @@ from capture.loading import LoadedModel, open_model, resolve_model
 from capture.prompts import CHAT, DEFAULT_PROMPT, build_prompt
 from capture.selection import parse_layers, parse_token_sets, select_positions, streams_for
 from store import schema
+from store.info import bytes_on_disk
 from store.layout import TOKEN_BLOCK, StorePlan
 from store.writer import ShardPayload, ShardWriter, StoreError, completed_shards, create_store, open_for_resume
 
@@ -200,7 +201,7 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
     summary.captured = int((status == schema.SampleStatus.CAPTURED).sum())
     summary.skipped = int((status == schema.SampleStatus.SKIPPED).sum())
     summary.skip_reasons = [str(r) for r, s in zip(reasons, status) if s == schema.SampleStatus.SKIPPED]
-    summary.bytes_on_disk = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    summary.bytes_on_disk = bytes_on_disk(out)
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -8,6 +8,11 @@ from store import schema
 from store.validate import open_group
 
 
+def bytes_on_disk(path: Path) -> int:
+    """Total size of the files under the store at `path`."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
 def describe(path: Path) -> list[str]:
     """Lines describing the store at `path`."""
     root = open_group(path)
@@ -15,13 +20,14 @@ def describe(path: Path) -> list[str]:
     provenance = root.attrs.get(schema.ATTR_PROVENANCE, {})
     status = root["status"][...]
     done = root[schema.PROGRESS_GROUP][schema.SHARD_COMPLETE][...]
+    captured = int((status == schema.SampleStatus.CAPTURED).sum())
     n_tokens = root["n_tokens"][...][status == schema.SampleStatus.CAPTURED]
     lines = [
         f"store:     {path}",
         f"model:     {config.get('model')} (hub id {config.get('hub_id')}, revision {config.get('revision')}, "
         f"family {config.get('family')}, {config.get('compute_dtype')} on {config.get('device_type')})",
         f"dataset:   {config.get('dataset')} split={config.get('split')} root={config.get('data_root')}",
-        f"samples:   {int((status == schema.SampleStatus.CAPTURED).sum())} captured, "
+        f"samples:   {captured} captured, "
         f"{int((status == schema.SampleStatus.SKIPPED).sum())} skipped, {len(status)} total; "
         f"shards {int(done.sum())}/{len(done)} complete",
         f"tokens:    sets {config.get('tokens')}; per sample min/mean/max "
@@ -39,10 +45,9 @@ def describe(path: Path) -> list[str]:
                      f"{logical:<9} {stored / 1e6:9.2f} MB")
     lens = root[schema.LENS_GROUP]
     lines.append(f"lens/:     {', '.join(sorted(lens.array_keys()))} (eps={lens.attrs.get(schema.ATTR_NORM_EPS)})")
-    total = sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-    captured = max(int((status == schema.SampleStatus.CAPTURED).sum()), 1)
-    lines.append(f"on disk:   {total / 1e6:.2f} MB ({total / captured / 1e3:.1f} kB per captured sample)")
+    total = bytes_on_disk(path)
+    lines.append(f"on disk:   {total / 1e6:.2f} MB ({total / max(captured, 1) / 1e3:.1f} kB per captured sample)")
     return lines
 
 
-__all__ = ["describe"]
+__all__ = ["bytes_on_disk", "describe"]
