@@ -18,11 +18,18 @@ class ModelAlias:
 ALIASES: dict[str, ModelAlias] = {
     "llava-ov-0.5b": ModelAlias("llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "llava_onevision"),
     "llava-ov-7b": ModelAlias("llava-hf/llava-onevision-qwen2-7b-ov-hf", "llava_onevision"),
+    "llava-ov-72b": ModelAlias("llava-hf/llava-onevision-qwen2-72b-ov-hf", "llava_onevision"),
+    "qwen2.5-vl-7b": ModelAlias("Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_5_vl"),
+    "llava-1.5-7b": ModelAlias("llava-hf/llava-1.5-7b-hf", "llava"),
+    "llama3-llava-next-8b": ModelAlias("llava-hf/llama3-llava-next-8b-hf", "llava_next"),
 }
 
 # Tiny seeded random-weight models of the real architectures, built locally on first use.
 TINY_MODELS: dict[str, str] = {
     "tiny-llava-ov": "llava_onevision",
+    "tiny-qwen2.5-vl": "qwen2_5_vl",
+    "tiny-llava-1.5": "llava",
+    "tiny-llava-next": "llava_next",
 }
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

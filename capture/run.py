@@ -234,12 +234,13 @@ def _prepare(loaded: LoadedModel, dataset: Dataset, index: int, options: Capture
         return Prepared(index, skip_reason=str(error))
     prompt = build_prompt(loaded.processor, options.template, record.text or options.prompt, len(images), options.prefix)
     inputs = loaded.adapter.processor_inputs(loaded.processor, prompt, images)
-    table = loaded.adapter.token_table(loaded.processor, loaded.config, inputs)
+    image_sizes = [(im.height, im.width) for im in images]
+    table = loaded.adapter.token_table(loaded.processor, loaded.config, inputs, image_sizes)
     positions = select_positions(table.fields["kind"], token_sets)
     dense_rows = None
     if dense_sets is not None:
         dense_rows = np.flatnonzero(np.isin(positions, select_positions(table.fields["kind"], dense_sets)))
-    return Prepared(index, prompt, inputs, table, positions, dense_rows, [(im.height, im.width) for im in images])
+    return Prepared(index, prompt, inputs, table, positions, dense_rows, image_sizes)
 
 
 def _to_storage(tensor: torch.Tensor) -> np.ndarray:

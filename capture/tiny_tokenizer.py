@@ -6,7 +6,7 @@ model family needs. Wrapped as `PreTrainedTokenizerFast` so it saves and loads l
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -19,13 +19,24 @@ def build_byte_tokenizer(
     pad_token: str,
     extra_attributes: dict[str, str] | None = None,
     chat_template: str | None = None,
+    add_bos: bool = False,
 ) -> PreTrainedTokenizerFast:
-    """Byte-level BPE with ids 0..255 for bytes and 256.. for `special_tokens` (in order)."""
+    """Byte-level BPE with ids 0..255 for bytes and 256.. for `special_tokens` (in order).
+
+    `add_bos` prepends `bos_token` to every encoded text, as Llama tokenizers do.
+    """
     vocab = {symbol: byte for byte, symbol in bytes_to_unicode().items()}  # token id == byte value
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens(special_tokens)
+    if add_bos:
+        if bos_token is None:
+            raise ValueError("add_bos needs a bos_token")
+        bos_id = backend.token_to_id(bos_token)
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{bos_token} $A", pair=f"{bos_token} $A {bos_token} $B", special_tokens=[(bos_token, bos_id)]
+        )
     extra = dict(extra_attributes or {})
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,

@@ -6,9 +6,15 @@ from transformers import PretrainedConfig
 
 from capture.errors import CaptureError
 from capture.families.base import FamilyAdapter, TokenTable
+from capture.families.llava import LlavaAdapter
+from capture.families.llava_next import LlavaNextAdapter
 from capture.families.llava_onevision import LlavaOnevisionAdapter
+from capture.families.qwen2_5_vl import Qwen2_5_VLAdapter
 
-ADAPTERS: dict[str, FamilyAdapter] = {adapter.family: adapter for adapter in (LlavaOnevisionAdapter(),)}
+ADAPTERS: dict[str, FamilyAdapter] = {
+    adapter.family: adapter
+    for adapter in (LlavaOnevisionAdapter(), Qwen2_5_VLAdapter(), LlavaAdapter(), LlavaNextAdapter())
+}
 
 
 def adapter_for_config(config: PretrainedConfig) -> FamilyAdapter:

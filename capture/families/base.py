@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from transformers import PretrainedConfig, PreTrainedTokenizerBase, ProcessorMixin
+from transformers import AutoImageProcessor, PretrainedConfig, PreTrainedTokenizerBase, ProcessorMixin
 
 from store.schema import TOKEN_TABLE_FIELDS, ImagePart, TokenKind
 
@@ -59,6 +59,7 @@ class FamilyAdapter(ABC):
 
     family: ClassVar[str]
     model_types: ClassVar[tuple[str, ...]]  # config.model_type values this adapter accepts
+    processor_class: ClassVar[type[ProcessorMixin]]  # image-only where the stock processor needs torchvision
 
     # --- modules -------------------------------------------------------------------------------
     def decoder(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -75,9 +76,19 @@ class FamilyAdapter(ABC):
         return int(config.image_token_id)
 
     # --- processor, inputs ---------------------------------------------------------------------
-    @abstractmethod
     def load_processor(self, model_dir: Path) -> ProcessorMixin:
         """The model's processor, image-only and PIL-backed so pixels are identical on every machine."""
+        image_processor = AutoImageProcessor.from_pretrained(model_dir, backend="pil")
+        return self.processor_class.from_pretrained(model_dir, image_processor=image_processor)
+
+    def image_placeholder(self, processor: ProcessorMixin) -> str:
+        """The text that stands for one image in a raw prompt (the processor expands it to image tokens)."""
+        return processor.image_token
+
+    def rope_position_ids(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The position ids the decoder's `rotary_emb` receives for `inputs`: (batch, seq) for 1-D RoPE."""
+        batch, length = inputs["input_ids"].shape
+        return torch.arange(length).expand(batch, length)
 
     def processor_inputs(self, processor: ProcessorMixin, text: str, images: list[Any]) -> dict[str, torch.Tensor]:
         """Tokenised text and pixel tensors for one sample, as the model's forward expects them."""
@@ -88,9 +99,13 @@ class FamilyAdapter(ABC):
 
     @abstractmethod
     def image_layouts(
-        self, processor: ProcessorMixin, config: PretrainedConfig, inputs: dict[str, torch.Tensor]
+        self, processor: ProcessorMixin, config: PretrainedConfig, inputs: dict[str, torch.Tensor],
+        image_sizes: list[tuple[int, int]],
     ) -> list[ImageLayout]:
-        """Layouts of every image of one sample, in the order their placeholder tokens appear."""
+        """Layouts of every image of one sample, in the order their placeholder tokens appear.
+
+        `image_sizes` are the original (height, width) of the sample's images, in prompt order.
+        """
 
     # --- tiny test models ----------------------------------------------------------------------
     @abstractmethod
@@ -107,9 +122,13 @@ class FamilyAdapter(ABC):
 
     # --- token table ---------------------------------------------------------------------------
     def token_table(
-        self, processor: ProcessorMixin, config: PretrainedConfig, inputs: dict[str, torch.Tensor]
+        self, processor: ProcessorMixin, config: PretrainedConfig, inputs: dict[str, torch.Tensor],
+        image_sizes: list[tuple[int, int]],
     ) -> TokenTable:
-        """The token table of one sample (batch of 1): text / special / image tokens and image geometry."""
+        """The token table of one sample (batch of 1): text / special / image tokens and image geometry.
+
+        `image_sizes`: the original (height, width) of each image, in prompt order.
+        """
         input_ids = inputs["input_ids"][0].cpu().numpy()
         table = TokenTable.empty(len(input_ids))
         f = table.fields
@@ -121,7 +140,7 @@ class FamilyAdapter(ABC):
         f["kind"][:] = np.where(np.isin(input_ids, special_ids), TokenKind.SPECIAL, TokenKind.TEXT)
 
         image_positions = np.flatnonzero(input_ids == self.image_token_id(config))
-        layouts = self.image_layouts(processor, config, inputs) if len(image_positions) else []
+        layouts = self.image_layouts(processor, config, inputs, image_sizes) if len(image_positions) else []
         expected = sum(len(layout) for layout in layouts)
         if expected != len(image_positions):
             raise RuntimeError(

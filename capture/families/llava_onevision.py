@@ -10,11 +10,8 @@ nearest source patch. In multi-image prompts each image is only its base view pl
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import (
     LlavaOnevisionConfig,
@@ -25,12 +22,11 @@ from transformers import (
     Qwen2Config,
     SiglipVisionConfig,
 )
-from transformers.image_processing_utils import select_best_resolution
 
 from capture.errors import CaptureError
-from capture.families.base import FamilyAdapter, ImageLayout, concat_layouts, grid_layout
+from capture.families.anyres import base_view_layout, high_res_layout, single_newline_layout
+from capture.families.base import FamilyAdapter, ImageLayout, concat_layouts
 from capture.tiny_tokenizer import build_byte_tokenizer
-from store.schema import ImagePart
 
 # Renders content items in the order given, so a text prefix can precede the image.
 TINY_CHAT_TEMPLATE = (
@@ -77,13 +73,11 @@ class LlavaOnevisionImageProcessor(LlavaOnevisionProcessor):
 class LlavaOnevisionAdapter(FamilyAdapter):
     family = "llava_onevision"
     model_types = ("llava_onevision",)
-
-    def load_processor(self, model_dir: Path) -> LlavaOnevisionImageProcessor:
-        image_processor = LlavaOnevisionImageProcessorPil.from_pretrained(model_dir)
-        return LlavaOnevisionImageProcessor.from_pretrained(model_dir, image_processor=image_processor)
+    processor_class = LlavaOnevisionImageProcessor
 
     # --- layout ----------------------------------------------------------------------------------
-    def image_layouts(self, processor: Any, config: PretrainedConfig, inputs: dict[str, torch.Tensor]) -> list[ImageLayout]:
+    def image_layouts(self, processor: Any, config: PretrainedConfig, inputs: dict[str, torch.Tensor],
+                      image_sizes: list[tuple[int, int]]) -> list[ImageLayout]:
         if config.vision_feature_select_strategy != "full":
             raise CaptureError(
                 f"llava_onevision with vision_feature_select_strategy={config.vision_feature_select_strategy!r} "
@@ -91,12 +85,12 @@ class LlavaOnevisionAdapter(FamilyAdapter):
             )
         tile_px = config.vision_config.image_size
         patches = tile_px // config.vision_config.patch_size
-        image_sizes = [tuple(int(v) for v in size) for size in inputs["image_sizes"]]
         if len(image_sizes) > 1:
-            return [concat_layouts([_base_layout(patches), _single_newline(patches)]) for _ in image_sizes]
+            return [concat_layouts([base_view_layout(patches), single_newline_layout(patches)]) for _ in image_sizes]
         height, width = image_sizes[0]
-        grid = _grid_layout(height, width, tile_px, patches, config.image_grid_pinpoints, config.vision_aspect_ratio)
-        return [concat_layouts([_base_layout(patches), grid])]
+        max_tiles = int(config.vision_aspect_ratio.removeprefix("anyres_max_"))
+        grid = high_res_layout(height, width, tile_px, patches, config.image_grid_pinpoints, max_tiles)
+        return [concat_layouts([base_view_layout(patches), grid])]
 
     # --- tiny model ------------------------------------------------------------------------------
     def tiny_tokenizer(self) -> PreTrainedTokenizerBase:
@@ -160,70 +154,3 @@ class LlavaOnevisionAdapter(FamilyAdapter):
             chat_template=TINY_CHAT_TEMPLATE,
             vision_aspect_ratio=config.vision_aspect_ratio,
         )
-
-
-def _base_layout(patches: int) -> ImageLayout:
-    def box_of(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return np.stack([cols / patches, rows / patches, (cols + 1) / patches, (rows + 1) / patches], axis=1)
-
-    return grid_layout(patches, patches, part=ImagePart.BASE, box_of=box_of)
-
-
-def _single_newline(patches: int) -> ImageLayout:
-    layout = grid_layout(1, 0, part=ImagePart.BASE, box_of=lambda r, c: np.zeros((0, 4)), newline_after_row=True)
-    layout.grid_row[:] = patches - 1
-    layout.grid_col[:] = patches
-    return layout
-
-
-def _grid_layout(
-    height: int, width: int, tile_px: int, patches: int, pinpoints: list[list[int]], aspect_ratio: str
-) -> ImageLayout:
-    """The high-resolution view of an image of `height` x `width` pixels."""
-    best_h, best_w = select_best_resolution((height, width), pinpoints)
-    full_rows, full_cols = best_h // tile_px * patches, best_w // tile_px * patches
-    # Letterbox padding removed from the stitched patch grid (as the model's unpad_image does).
-    row0, col0, rows, cols = 0, 0, full_rows, full_cols
-    if width / height > full_cols / full_rows:
-        pad = (full_rows - int(round(height * (full_cols / width), 7))) // 2
-        row0, rows = pad, full_rows - 2 * pad
-    else:
-        pad = (full_cols - int(round(width * (full_rows / height), 7))) // 2
-        col0, cols = pad, full_cols - 2 * pad
-    max_tiles = int(aspect_ratio.removeprefix("anyres_max_"))
-    ratio = math.sqrt(rows * cols / (max_tiles * patches**2))
-    downsampled = ratio > 1.1
-    out_rows, out_cols = (int(rows // ratio), int(cols // ratio)) if downsampled else (rows, cols)
-
-    # Pixel placement of the resized image on the best-resolution canvas (the processor's padding).
-    scale_w, scale_h = best_w / width, best_h / height
-    if scale_w < scale_h:
-        content_w, content_h = best_w, min(math.ceil(height * scale_w), best_h)
-    else:
-        content_h, content_w = best_h, min(math.ceil(width * scale_h), best_w)
-    paste_y, paste_x = (best_h - content_h) // 2, (best_w - content_w) // 2
-    patch_px = tile_px / patches
-
-    def source(index: np.ndarray, n_out: int, n_in: int) -> np.ndarray:
-        """Nearest source cell of an output cell under bilinear resizing (align_corners=False)."""
-        centre = np.clip((index + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-        return np.floor(centre + 0.5).astype(np.int64)
-
-    def tile_patch_of(r: np.ndarray, c: np.ndarray):
-        abs_row = row0 + source(r, out_rows, rows)
-        abs_col = col0 + source(c, out_cols, cols)
-        return abs_row // patches, abs_col // patches, abs_row % patches, abs_col % patches
-
-    def box_of(r: np.ndarray, c: np.ndarray) -> np.ndarray:
-        y0 = (row0 + r * rows / out_rows) * patch_px
-        y1 = (row0 + (r + 1) * rows / out_rows) * patch_px
-        x0 = (col0 + c * cols / out_cols) * patch_px
-        x1 = (col0 + (c + 1) * cols / out_cols) * patch_px
-        box = np.stack([(x0 - paste_x) / content_w, (y0 - paste_y) / content_h,
-                        (x1 - paste_x) / content_w, (y1 - paste_y) / content_h], axis=1)
-        return np.clip(box, 0.0, 1.0)
-
-    return grid_layout(
-        out_rows, out_cols, part=ImagePart.GRID, box_of=box_of, tile_patch_of=tile_patch_of,
-        downsampled=downsampled, newline_after_row=True,
-    )

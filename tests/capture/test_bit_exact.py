@@ -43,14 +43,15 @@ def plain_forward(loaded, inputs):
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp32"])
-def test_store_equals_plain_forward(dtype, cache_home, synthetic_root, tmp_path):
+@pytest.mark.parametrize("model", ["tiny-llava-ov", "tiny-qwen2.5-vl", "tiny-llava-1.5", "tiny-llava-next"])
+def test_store_equals_plain_forward(model, dtype, cache_home, synthetic_root, tmp_path):
     out = tmp_path / f"{dtype}.zarr"
     run_capture(CaptureOptions(
-        model="tiny-llava-ov", data_root=synthetic_root, limit=4, out=out, batch_size=3, dtype=dtype,
+        model=model, data_root=synthetic_root, limit=4, out=out, batch_size=3, dtype=dtype,
         keys_prerope=True, ffn_dense_tokens="all", ffn_topk=7, progress=False,
     ))
     ds = store.reader.open(out)
-    loaded = load_model(resolve_model("tiny-llava-ov"), dtype, "cpu")
+    loaded = load_model(resolve_model(model), dtype, "cpu")
     decoder = loaded.adapter.decoder(loaded.model)
     n_layers = len(decoder.layers)
     records = open_dataset("synthetic-coco", synthetic_root, None, 4).records
