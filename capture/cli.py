@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from capture.datasets import DATASETS
+from capture.datasets import DATASETS, SAMPLE_UNITS
 from capture.errors import CaptureError
-from capture.prompts import CHAT, DEFAULT_PROMPT
+from capture.prompts import CHAT, DEFAULT_PROMPT, PROMPT_SETS
 from capture.registry import ALIASES, TINY_MODELS
 from capture.run import CaptureOptions, default_out, run_capture
 
@@ -24,18 +24,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="compute dtype")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--dataset", default="synthetic-coco", choices=DATASETS)
-    parser.add_argument("--data-root", type=Path, help="dataset directory (synthetic-coco: where to generate it)")
+    parser.add_argument("--data-root", type=Path,
+                        help="dataset directory (synthetic-coco: where to generate it; manifest: the .jsonl file)")
     parser.add_argument("--split", help="COCO split, e.g. val2017")
-    parser.add_argument("--limit", type=int, help="capture only the first N records")
+    parser.add_argument("--limit", type=int, help="capture only the first N samples")
+    parser.add_argument("--samples", default="images", choices=SAMPLE_UNITS,
+                        help="one sample per image, per box annotation, or per category name (text only)")
+    parser.add_argument("--text-only", action="store_true", help="drop the images: capture the text of each sample alone")
     parser.add_argument("--out", type=Path, help="store path (default: stores/<model>__<dataset>.zarr)")
     parser.add_argument("--layers", default="all", help="decoder layers: all, or indices/ranges like 0-3,7")
     parser.add_argument("--tokens", default="all", help="token sets stored: all, or any of image,text,last")
     parser.add_argument("--ffn-topk", type=int, default=16, help="FFN memory coefficients kept per token (top-k)")
     parser.add_argument("--ffn-dense-tokens", help="also store dense FFN coefficients for these token sets")
     parser.add_argument("--keys-prerope", action="store_true", help="also store keys before RoPE (k_proj output)")
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="user text of every sample")
-    parser.add_argument("--template", default=CHAT, help="'chat' (model's chat template) or a raw string with {image} and {text}")
-    parser.add_argument("--prefix", help="text placed before the image (Liu et al. section 4.1)")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT,
+                        help="user text of every sample (may name record fields: {caption}, {label}, {categories})")
+    parser.add_argument("--template", default=CHAT,
+                        help="'chat' (the model's chat template), 'bbox' (Jung et al.: <image> bbox:[x1,y1,x2,y2] label), "
+                             "or a raw string with {image} and {text} slots")
+    parser.add_argument("--prefix", help="text placed before the image (Liu et al. section 4.1); may name record fields")
+    parser.add_argument("--prompt-set", choices=PROMPT_SETS,
+                        help="user text from Wei's prompt types: normal instructions, noisy vocabulary tokens, empty")
+    parser.add_argument("--visual-prefix", action="store_true",
+                        help="with --template bbox: stop right before the label, so the next token is the label")
     parser.add_argument("--batch-size", type=int, default=8, help="samples per shard (the unit of writing and resuming)")
     parser.add_argument("--forward-batch", type=int, default=1,
                         help="samples per forward pass when their input shapes agree (1: each sample alone, bit-stable)")
@@ -50,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model, dataset=args.dataset, out=args.out, data_root=args.data_root, split=args.split,
         limit=args.limit, revision=args.revision, dtype=args.dtype, device=args.device, layers=args.layers,
         tokens=args.tokens, ffn_topk=args.ffn_topk, ffn_dense_tokens=args.ffn_dense_tokens,
-        keys_prerope=args.keys_prerope, prompt=args.prompt, template=args.template, prefix=args.prefix,
+        keys_prerope=args.keys_prerope, samples=args.samples, text_only=args.text_only, prompt=args.prompt,
+        template=args.template, prefix=args.prefix, prompt_set=args.prompt_set, visual_prefix=args.visual_prefix,
         batch_size=args.batch_size, forward_batch=args.forward_batch, overwrite=args.overwrite, progress=not args.no_progress,
     )
     from huggingface_hub.utils import disable_progress_bars

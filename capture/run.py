@@ -8,7 +8,7 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from capture.datasets import Dataset, ImageLoadError, load_image, open_dataset
+from capture.datasets import Dataset, ImageLoadError, expand_samples, load_image, open_dataset, record_fields
 from capture.errors import CaptureError
 from capture.families import TokenTable
 from capture.hooks import ActivationRecorder
 from capture.loading import LoadedModel, open_model, resolve_model
-from capture.prompts import CHAT, DEFAULT_PROMPT, build_prompt
+from capture.prompts import BBOX, CHAT, DEFAULT_PROMPT, PROMPT_SETS, bbox_prompt, build_prompt, fill_fields, prompt_set_text
 from capture.selection import parse_layers, parse_token_sets, select_positions, streams_for
 from store import schema
 from store.info import bytes_on_disk
@@ -50,9 +50,13 @@ class CaptureOptions:
     ffn_topk: int = 16
     ffn_dense_tokens: str | None = None
     keys_prerope: bool = False
+    samples: str = "images"
+    text_only: bool = False
     prompt: str = DEFAULT_PROMPT
     template: str = CHAT
     prefix: str | None = None
+    prompt_set: str | None = None
+    visual_prefix: bool = False
     batch_size: int = 8
     forward_batch: int = 1
     overwrite: bool = False
@@ -99,6 +103,7 @@ class Prepared:
 
     index: int
     prompt: str = ""
+    annotation: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, torch.Tensor] | None = None
     table: TokenTable | None = None
     positions: np.ndarray | None = None  # selected sequence positions
@@ -122,10 +127,15 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
         raise CaptureError(f"--forward-batch must be at least 1, got {options.forward_batch}")
     if options.ffn_topk < 1:
         raise CaptureError(f"--ffn-topk must be at least 1, got {options.ffn_topk}")
+    _check_prompt_options(options)
     token_sets = parse_token_sets(options.tokens)
     dense_sets = parse_token_sets(options.ffn_dense_tokens) if options.ffn_dense_tokens else None
     resolved = resolve_model(options.model, options.revision)
-    dataset = open_dataset(options.dataset, options.data_root, options.split, options.limit)
+    per_image = options.samples == "images"
+    dataset = open_dataset(options.dataset, options.data_root, options.split, options.limit if per_image else None)
+    dataset = expand_samples(dataset, options.samples, options.text_only)
+    if options.limit is not None:
+        dataset = replace(dataset, records=dataset.records[: options.limit])
     out = (options.out or default_out(options)).expanduser().resolve()
     _check_writable(out)
     loaded = open_model(resolved, options.dtype, options.device)
@@ -138,7 +148,7 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
     plan = StorePlan(
         n_samples=len(dataset.records),
         batch_size=options.batch_size,
-        max_images=max(len(r.image_paths) for r in dataset.records) if dataset.records else 1,
+        max_images=max([1, *(len(r.image_paths) for r in dataset.records)]),
         layers=layers,
         streams=streams_for(layers, n_layers),
         n_kv_heads=text_config.num_key_value_heads,
@@ -206,6 +216,19 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
     return summary
 
 
+def _check_prompt_options(options: CaptureOptions) -> None:
+    """Combinations of prompt options that cannot mean anything, refused before any work."""
+    if options.prompt_set is not None and options.prompt_set not in PROMPT_SETS:
+        raise CaptureError(f"unknown --prompt-set {options.prompt_set!r} (choose from {', '.join(PROMPT_SETS)})")
+    if options.visual_prefix and options.template != BBOX:
+        raise CaptureError("--visual-prefix applies to --template bbox only")
+    if options.template == BBOX:
+        if options.samples != "annotations":
+            raise CaptureError("--template bbox builds one prompt per box: use it with --samples annotations")
+        if options.text_only or options.prompt_set:
+            raise CaptureError("--template bbox needs the image and has no user text (no --text-only, --prompt-set)")
+
+
 def _check_writable(out: Path) -> None:
     parent = out.parent
     while not parent.exists():
@@ -231,8 +254,28 @@ def _prepare(loaded: LoadedModel, dataset: Dataset, index: int, options: Capture
     try:
         images = [load_image(path) for path in record.image_paths]
     except ImageLoadError as error:
-        return Prepared(index, skip_reason=str(error))
-    prompt = build_prompt(loaded.processor, options.template, record.text or options.prompt, len(images), options.prefix)
+        return Prepared(index, annotation=record.annotation, skip_reason=str(error))
+    annotation = dict(record.annotation)
+    fields = record_fields(record)
+    prefix = fill_fields(options.prefix, fields, "--prefix") if options.prefix else None
+    placeholder = loaded.adapter.image_placeholder(loaded.processor)
+    tokenizer = loaded.processor.tokenizer
+    if options.template == BBOX:
+        if len(images) != 1:
+            return Prepared(index, annotation=annotation, skip_reason=f"bbox prompts need one image, record has {len(images)}")
+        obj = record.annotation["object"]
+        prompt, next_token = bbox_prompt(tokenizer, placeholder, obj["box"], images[0].width, images[0].height,
+                                         obj["label"], prefix, options.visual_prefix)
+        if next_token is not None:
+            annotation["next_token_id"] = next_token
+    else:
+        if options.prompt_set:
+            text = prompt_set_text(options.prompt_set, index, tokenizer)
+        elif record.text is not None:
+            text = record.text
+        else:
+            text = fill_fields(options.prompt, fields, "--prompt")
+        prompt = build_prompt(loaded.processor, options.template, text, len(images), prefix, placeholder)
     inputs = loaded.adapter.processor_inputs(loaded.processor, prompt, images)
     image_sizes = [(im.height, im.width) for im in images]
     table = loaded.adapter.token_table(loaded.processor, loaded.config, inputs, image_sizes)
@@ -240,7 +283,7 @@ def _prepare(loaded: LoadedModel, dataset: Dataset, index: int, options: Capture
     dense_rows = None
     if dense_sets is not None:
         dense_rows = np.flatnonzero(np.isin(positions, select_positions(table.fields["kind"], dense_sets)))
-    return Prepared(index, prompt, inputs, table, positions, dense_rows, image_sizes)
+    return Prepared(index, prompt, annotation, inputs, table, positions, dense_rows, image_sizes)
 
 
 def _to_storage(tensor: torch.Tensor) -> np.ndarray:
@@ -259,7 +302,7 @@ def _capture_shard(loaded: LoadedModel, recorder: ActivationRecorder, plan: Stor
     for row, item in enumerate(prepared):
         record = dataset.records[item.index]
         arrays["sample_id"][row] = record.sample_id
-        arrays["annotation"][row] = json.dumps(record.annotation, sort_keys=True)
+        arrays["annotation"][row] = json.dumps(item.annotation or record.annotation, sort_keys=True)
         arrays["image_path"][row, : len(record.image_paths)] = [str(p) for p in record.image_paths]
         if item.skip_reason:
             arrays["status"][row] = schema.SampleStatus.SKIPPED
@@ -393,9 +436,13 @@ def _store_attributes(options: CaptureOptions, loaded: LoadedModel, dataset: Dat
         "ffn_dense_tokens": list(dense_sets) if dense_sets else None,
         "keys_prerope": plan.keys_prerope,
         "keys_rope": "post-RoPE, as held in the KV cache",
+        "samples": options.samples,
+        "text_only": options.text_only,
         "prompt": options.prompt,
         "template": options.template,
         "prefix": options.prefix,
+        "prompt_set": options.prompt_set,
+        "visual_prefix": options.visual_prefix,
         "batch_size": plan.batch_size,
         "forward_batch": options.forward_batch,
         "token_block": TOKEN_BLOCK,

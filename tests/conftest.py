@@ -1,12 +1,16 @@
-"""Shared fixtures: an isolated cache home (tiny models, generated data) and captured stores."""
+"""Shared fixtures: an isolated cache home, tiny models, images of known geometry, captured stores."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # One cache home per test session (inherited by CLI subprocesses), so tiny models and data are built by
@@ -37,3 +41,41 @@ def captured_store(cache_home: Path, synthetic_root: Path, tmp_path_factory: pyt
         batch_size=2, keys_prerope=True, ffn_dense_tokens="image,last", ffn_topk=5, progress=False,
     ))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(cache_home: Path) -> Callable[[str], Any]:
+    """`tiny_model(name)`: the tiny model `name` in fp32 on CPU, loaded once per session."""
+    from capture.loading import load_model, resolve_model
+
+    loaded: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in loaded:
+            loaded[name] = load_model(resolve_model(name), "fp32", "cpu")
+        return loaded[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def noise_image() -> Callable[[int, int], Image.Image]:
+    def make(width: int, height: int) -> Image.Image:
+        pixels = np.random.RandomState(width * height).randint(0, 255, (height, width, 3), dtype=np.uint8)
+        return Image.fromarray(pixels)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def coordinate_image() -> Callable[[int, int], Image.Image]:
+    """An image whose red channel is x / width and green channel y / height (x 255), blue 128."""
+
+    def make(width: int, height: int) -> Image.Image:
+        x = (np.arange(width) + 0.5) / width
+        y = (np.arange(height) + 0.5) / height
+        pixels = np.zeros((height, width, 3))
+        pixels[..., 0], pixels[..., 1], pixels[..., 2] = x[None, :] * 255, y[:, None] * 255, 128
+        return Image.fromarray(np.round(pixels).astype(np.uint8))
+
+    return make

@@ -7,10 +7,12 @@ from pathlib import Path
 from capture.datasets.base import Dataset, ImageLoadError, Record, load_image
 from capture.datasets.coco import open_coco
 from capture.datasets.folder import open_folder
+from capture.datasets.manifest import open_manifest
+from capture.datasets.samples import SAMPLE_UNITS, expand_samples, record_fields
 from capture.datasets.synthetic_coco import open_synthetic_coco
 from capture.errors import CaptureError
 
-DATASETS = ("coco", "folder", "synthetic-coco")
+DATASETS = ("coco", "folder", "manifest", "synthetic-coco")
 
 
 def open_dataset(name: str, data_root: Path | None, split: str | None, limit: int | None) -> Dataset:
@@ -25,7 +27,10 @@ def open_dataset(name: str, data_root: Path | None, split: str | None, limit: in
         return open_coco(data_root, split or "val2017", limit)
     if name == "folder":
         return open_folder(data_root, limit)
+    if name == "manifest":
+        return open_manifest(data_root, limit)
     raise CaptureError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
 
 
-__all__ = ["DATASETS", "Dataset", "ImageLoadError", "Record", "load_image", "open_dataset"]
+__all__ = ["DATASETS", "SAMPLE_UNITS", "Dataset", "ImageLoadError", "Record", "expand_samples", "load_image", "open_dataset",
+           "record_fields"]

@@ -41,13 +41,20 @@ def open_coco(root: Path, split: str, limit: int | None = None, name: str = "coc
     records = []
     for image_id in sorted(instances.getImgIds())[:limit]:
         info = instances.loadImgs(image_id)[0]
-        category_ids = sorted({a["category_id"] for a in instances.loadAnns(instances.getAnnIds(imgIds=image_id))})
+        objects = instances.loadAnns(instances.getAnnIds(imgIds=image_id))
+        names = {c["id"]: c["name"] for c in instances.loadCats(sorted({a["category_id"] for a in objects}))}
         annotation = {
             "image_id": image_id,
             "file_name": info["file_name"],
             "captions": captions_by_image.get(image_id, []),
-            "categories": [c["name"] for c in instances.loadCats(category_ids)],
-            "n_instances": len(instances.getAnnIds(imgIds=image_id)),
+            "categories": [names[i] for i in sorted(names)],
+            "objects": [_object(a, names[a["category_id"]]) for a in objects],
         }
         records.append(Record(str(image_id), (image_dir / info["file_name"],), annotation))
     return Dataset(name, root, split, records)
+
+
+def _object(annotation: dict, label: str) -> dict:
+    """One instance: COCO's x, y, w, h box as pixel corners x1, y1, x2, y2."""
+    x, y, w, h = annotation["bbox"]
+    return {"id": annotation["id"], "label": label, "box": [x, y, x + w, y + h], "iscrowd": annotation.get("iscrowd", 0)}
