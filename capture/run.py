@@ -136,6 +136,7 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
     dataset = expand_samples(dataset, options.samples, options.text_only)
     if options.limit is not None:
         dataset = replace(dataset, records=dataset.records[: options.limit])
+    _check_record_fields(options, dataset)
     out = (options.out or default_out(options)).expanduser().resolve()
     _check_writable(out)
     loaded = open_model(resolved, options.dtype, options.device)
@@ -220,6 +221,8 @@ def _check_prompt_options(options: CaptureOptions) -> None:
     """Combinations of prompt options that cannot mean anything, refused before any work."""
     if options.prompt_set is not None and options.prompt_set not in PROMPT_SETS:
         raise CaptureError(f"unknown --prompt-set {options.prompt_set!r} (choose from {', '.join(PROMPT_SETS)})")
+    if options.template not in (CHAT, BBOX) and "{text}" not in options.template:
+        raise CaptureError("a raw --template needs a {text} slot")
     if options.visual_prefix and options.template != BBOX:
         raise CaptureError("--visual-prefix applies to --template bbox only")
     if options.template == BBOX:
@@ -227,6 +230,23 @@ def _check_prompt_options(options: CaptureOptions) -> None:
             raise CaptureError("--template bbox builds one prompt per box: use it with --samples annotations")
         if options.text_only or options.prompt_set:
             raise CaptureError("--template bbox needs the image and has no user text (no --text-only, --prompt-set)")
+
+
+def _check_record_fields(options: CaptureOptions, dataset: Dataset) -> None:
+    """Every record has the fields that --prefix / --prompt name, and a raw template has a slot for its
+    images (checked before any store is written)."""
+    raw = options.template not in (CHAT, BBOX)
+    for record in dataset.records:
+        if raw and record.image_paths and "{image}" not in options.template:
+            raise CaptureError(f"sample {record.sample_id} has images: a raw --template needs an {{image}} slot")
+        fields = record_fields(record)
+        try:
+            if options.prefix:
+                fill_fields(options.prefix, fields, "--prefix")
+            if record.text is None and not options.prompt_set and options.template != BBOX:
+                fill_fields(options.prompt, fields, "--prompt")
+        except CaptureError as error:
+            raise CaptureError(f"sample {record.sample_id}: {error}") from None
 
 
 def _check_writable(out: Path) -> None:

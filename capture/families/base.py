@@ -117,8 +117,12 @@ class FamilyAdapter(ABC):
         """An offline tokenizer with the family's special tokens and chat template."""
 
     @abstractmethod
+    def build_processor(self, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> ProcessorMixin:
+        """The family's processor with its released checkpoints' settings, sized by `config`'s vision tower."""
+
     def tiny_processor(self, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> ProcessorMixin:
-        """The family's processor, sized for the tiny vision tower."""
+        """The processor saved with the tiny model (the released settings unless a family needs fewer tokens)."""
+        return self.build_processor(tokenizer, config)
 
     # --- token table ---------------------------------------------------------------------------
     def token_table(

@@ -86,7 +86,7 @@ class LlavaAdapter(FamilyAdapter):
             tie_word_embeddings=False,
         )
 
-    def tiny_processor(self, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> LlavaProcessor:
+    def build_processor(self, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> LlavaProcessor:
         tile_px = config.vision_config.image_size
         image_processor = CLIPImageProcessorPil(
             size={"shortest_edge": tile_px}, crop_size={"height": tile_px, "width": tile_px}, do_center_crop=True

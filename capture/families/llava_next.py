@@ -102,7 +102,7 @@ class LlavaNextAdapter(FamilyAdapter):
             tie_word_embeddings=False,
         )
 
-    def tiny_processor(self, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> LlavaNextProcessor:
+    def build_processor(self, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> LlavaNextProcessor:
         tile_px = config.vision_config.image_size
         image_processor = LlavaNextImageProcessorPil(
             size={"shortest_edge": tile_px},

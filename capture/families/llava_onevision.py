@@ -140,7 +140,7 @@ class LlavaOnevisionAdapter(FamilyAdapter):
             tie_word_embeddings=False,
         )
 
-    def tiny_processor(self, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> LlavaOnevisionImageProcessor:
+    def build_processor(self, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> LlavaOnevisionImageProcessor:
         tile_px = config.vision_config.image_size
         image_processor = LlavaOnevisionImageProcessorPil(
             size={"height": tile_px, "width": tile_px},

@@ -27,6 +27,8 @@ from capture.families.base import FamilyAdapter, ImageLayout, grid_layout
 from capture.tiny_tokenizer import build_byte_tokenizer
 from store.schema import ImagePart
 
+# The released processor's pixel budget: 4 to 16384 merged tokens of 28 x 28 px.
+RELEASED_MIN_PIXELS, RELEASED_MAX_PIXELS = 56 * 56, 28 * 28 * 16384
 # Qwen2.5-VL-Instruct's template: default system turn, content items rendered in the order given.
 TINY_CHAT_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
@@ -130,12 +132,15 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
             tie_word_embeddings=False,
         )
 
-    def tiny_processor(self, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> Qwen2_5_VLImageProcessor:
-        unit = config.vision_config.patch_size * config.vision_config.spatial_merge_size
+    def build_processor(self, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig,
+                        min_pixels: int = RELEASED_MIN_PIXELS, max_pixels: int = RELEASED_MAX_PIXELS) -> Qwen2_5_VLImageProcessor:
         image_processor = Qwen2VLImageProcessorPil(
-            min_pixels=4 * unit * unit, max_pixels=48 * unit * unit,  # 4..48 tokens per image
-            patch_size=config.vision_config.patch_size, merge_size=config.vision_config.spatial_merge_size,
-            temporal_patch_size=config.vision_config.temporal_patch_size,
+            min_pixels=min_pixels, max_pixels=max_pixels, patch_size=config.vision_config.patch_size,
+            merge_size=config.vision_config.spatial_merge_size, temporal_patch_size=config.vision_config.temporal_patch_size,
         )
         return Qwen2_5_VLImageProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                         chat_template=TINY_CHAT_TEMPLATE)
+
+    def tiny_processor(self, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> Qwen2_5_VLImageProcessor:
+        unit = config.vision_config.patch_size * config.vision_config.spatial_merge_size
+        return self.build_processor(tokenizer, config, min_pixels=4 * unit * unit, max_pixels=48 * unit * unit)

@@ -99,3 +99,46 @@ def test_bad_option_values(tmp_path):
     assert_one_line_error(capture_cli("--layers", "0-9", "--out", str(tmp_path / "x.zarr")), "out of range")
     assert_one_line_error(capture_cli("--tokens", "pixels", "--out", str(tmp_path / "x.zarr")), "choose from")
     assert_one_line_error(capture_cli("--device", "cuda", "--out", str(tmp_path / "x.zarr")), "no CUDA device")
+
+
+def test_every_alias_fails_clearly_without_weights(tmp_path, monkeypatch):
+    import pytest
+
+    from capture.errors import CaptureError
+    from capture.loading import resolve_model
+    from capture.registry import ALIASES
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    for alias, entry in ALIASES.items():
+        with pytest.raises(CaptureError, match="not in the HF cache") as error:
+            resolve_model(alias)
+        assert entry.hub_id in str(error.value) and f"hf download {entry.hub_id}" in str(error.value)
+    result = capture_cli("--model", "qwen2.5-vl-7b", "--out", str(tmp_path / "x.zarr"),
+                         env={"HF_HUB_CACHE": str(tmp_path / "empty-cache")})
+    assert_one_line_error(result, "Qwen/Qwen2.5-VL-7B-Instruct", "not in the HF cache")
+
+
+def test_unknown_architecture_is_refused(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text('{"model_type": "idefics2"}')
+    (tmp_path / "ckpt" / "model.safetensors").write_bytes(b"")
+    result = capture_cli("--model", str(tmp_path / "ckpt"), "--out", str(tmp_path / "x.zarr"))
+    assert_one_line_error(result, "unsupported architecture model_type='idefics2'", "qwen2_5_vl", "refusing to guess")
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_bad_prompt_options(tmp_path):
+    out = str(tmp_path / "x.zarr")
+    assert_one_line_error(capture_cli("--visual-prefix", "--out", out), "--template bbox only")
+    assert_one_line_error(capture_cli("--template", "bbox", "--out", out), "--samples annotations")
+    assert_one_line_error(capture_cli("--prefix", "{nosuch} ", "--out", out), "sample 1:", "names {nosuch}")
+    assert_one_line_error(capture_cli("--template", "{text}", "--out", out), "needs an {image} slot")
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (20, 20)).save(images / "a.png")
+    assert_one_line_error(capture_cli("--dataset", "folder", "--data-root", str(images), "--samples", "annotations",
+                                      "--out", out), "no box annotations")
+    assert not (tmp_path / "x.zarr").exists()

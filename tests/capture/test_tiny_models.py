@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 import torch
 
 from capture.loading import load_model, resolve_model
+from capture.registry import TINY_MODELS
 from capture.tiny_models import build_tiny_model
 
 
@@ -14,9 +16,10 @@ def _digest(directory) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
 
 
-def test_builds_are_byte_identical(tmp_path):
-    first = build_tiny_model("tiny-llava-ov", "llava_onevision", tmp_path / "a")
-    second = build_tiny_model("tiny-llava-ov", "llava_onevision", tmp_path / "b")
+@pytest.mark.parametrize("name", sorted(TINY_MODELS))
+def test_builds_are_byte_identical(tmp_path, name):
+    first = build_tiny_model(name, TINY_MODELS[name], tmp_path / "a")
+    second = build_tiny_model(name, TINY_MODELS[name], tmp_path / "b")
     assert "model.safetensors" in _digest(first)
     assert _digest(first) == _digest(second)
 
