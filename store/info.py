@@ -13,6 +13,9 @@ def bytes_on_disk(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
+UNIT_NAMES = {"images": "image record", "annotations": "box annotation", "categories": "category name"}
+
+
 def describe(path: Path) -> list[str]:
     """Lines describing the store at `path`."""
     root = open_group(path)
@@ -33,7 +36,10 @@ def describe(path: Path) -> list[str]:
         f"tokens:    sets {config.get('tokens')}; per sample min/mean/max "
         + (f"{n_tokens.min()}/{n_tokens.mean():.0f}/{n_tokens.max()}" if len(n_tokens) else "-"),
         f"layers:    {config.get('layers')} (hidden streams {config.get('streams')})",
-        f"prompt:    template={config.get('template')!r} prompt={config.get('prompt')!r} prefix={config.get('prefix')!r}",
+        f"prompt:    template={config.get('template')!r} prompt={config.get('prompt')!r} prefix={config.get('prefix')!r} "
+        f"prompt_set={config.get('prompt_set')!r} visual_prefix={config.get('visual_prefix', False)}",
+        f"unit:      one sample per {UNIT_NAMES.get(config.get('samples', 'images'))}"
+        + (", text only" if config.get("text_only") else ""),
         f"created:   {provenance.get('created')} with {provenance.get('versions')}",
         "arrays:",
     ]
