@@ -140,6 +140,7 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
     out = (options.out or default_out(options)).expanduser().resolve()
     _check_writable(out)
     loaded = open_model(resolved, options.dtype, options.device)
+    _preflight_prompts(loaded, options, dataset)
     text_config = loaded.adapter.text_config(loaded.config)
     n_layers = text_config.num_hidden_layers
     layers = parse_layers(options.layers, n_layers)
@@ -221,8 +222,6 @@ def _check_prompt_options(options: CaptureOptions) -> None:
     """Combinations of prompt options that cannot mean anything, refused before any work."""
     if options.prompt_set is not None and options.prompt_set not in PROMPT_SETS:
         raise CaptureError(f"unknown --prompt-set {options.prompt_set!r} (choose from {', '.join(PROMPT_SETS)})")
-    if options.template not in (CHAT, BBOX) and "{text}" not in options.template:
-        raise CaptureError("a raw --template needs a {text} slot")
     if options.visual_prefix and options.template != BBOX:
         raise CaptureError("--visual-prefix applies to --template bbox only")
     if options.template == BBOX:
@@ -233,12 +232,8 @@ def _check_prompt_options(options: CaptureOptions) -> None:
 
 
 def _check_record_fields(options: CaptureOptions, dataset: Dataset) -> None:
-    """Every record has the fields that --prefix / --prompt name, and a raw template has a slot for its
-    images (checked before any store is written)."""
-    raw = options.template not in (CHAT, BBOX)
+    """Every record has the fields that --prefix / --prompt name (checked before any store is written)."""
     for record in dataset.records:
-        if raw and record.image_paths and "{image}" not in options.template:
-            raise CaptureError(f"sample {record.sample_id} has images: a raw --template needs an {{image}} slot")
         fields = record_fields(record)
         try:
             if options.prefix:
@@ -268,6 +263,43 @@ def _progress_bar(enabled: bool, plan: StorePlan, done: set[int]) -> Any:
     return tqdm(total=plan.n_samples, initial=initial, unit="sample", disable=not enabled, dynamic_ncols=True)
 
 
+def _sample_prompt(loaded: LoadedModel, options: CaptureOptions, record: Any, index: int,
+                   image_sizes_wh: list[tuple[int, int]]) -> tuple[str, dict[str, Any]]:
+    """The prompt of sample `index` and its annotation (plus `next_token_id` for a visual prefix)."""
+    annotation = dict(record.annotation)
+    fields = record_fields(record)
+    prefix = fill_fields(options.prefix, fields, "--prefix") if options.prefix else None
+    placeholder = loaded.adapter.image_placeholder(loaded.processor)
+    tokenizer = loaded.processor.tokenizer
+    if options.template == BBOX:
+        obj = record.annotation["object"]
+        (width, height), = image_sizes_wh
+        prompt, next_token = bbox_prompt(tokenizer, placeholder, obj["box"], width, height, obj["label"], prefix,
+                                         options.visual_prefix)
+        if next_token is not None:
+            annotation["next_token_id"] = next_token
+        return prompt, annotation
+    if options.prompt_set:
+        text = prompt_set_text(options.prompt_set, index, tokenizer)
+    elif record.text is not None:
+        text = record.text
+    else:
+        text = fill_fields(options.prompt, fields, "--prompt")
+    return build_prompt(loaded.processor, options.template, text, len(image_sizes_wh), prefix, placeholder), annotation
+
+
+def _preflight_prompts(loaded: LoadedModel, options: CaptureOptions, dataset: Dataset) -> None:
+    """Build the prompt of the first sample of each image count, so template problems (a prefix the chat
+    template cannot place, a missing slot) stop the run before the store is created."""
+    seen: set[int] = set()
+    for index, record in enumerate(dataset.records):
+        n_images = len(record.image_paths)
+        if n_images in seen or (options.template == BBOX and n_images != 1):
+            continue
+        seen.add(n_images)
+        _sample_prompt(loaded, options, record, index, [(64, 64)] * n_images)
+
+
 def _prepare(loaded: LoadedModel, dataset: Dataset, index: int, options: CaptureOptions,
              token_sets: tuple[str, ...], dense_sets: tuple[str, ...] | None) -> Prepared:
     record = dataset.records[index]
@@ -275,27 +307,10 @@ def _prepare(loaded: LoadedModel, dataset: Dataset, index: int, options: Capture
         images = [load_image(path) for path in record.image_paths]
     except ImageLoadError as error:
         return Prepared(index, annotation=record.annotation, skip_reason=str(error))
-    annotation = dict(record.annotation)
-    fields = record_fields(record)
-    prefix = fill_fields(options.prefix, fields, "--prefix") if options.prefix else None
-    placeholder = loaded.adapter.image_placeholder(loaded.processor)
-    tokenizer = loaded.processor.tokenizer
-    if options.template == BBOX:
-        if len(images) != 1:
-            return Prepared(index, annotation=annotation, skip_reason=f"bbox prompts need one image, record has {len(images)}")
-        obj = record.annotation["object"]
-        prompt, next_token = bbox_prompt(tokenizer, placeholder, obj["box"], images[0].width, images[0].height,
-                                         obj["label"], prefix, options.visual_prefix)
-        if next_token is not None:
-            annotation["next_token_id"] = next_token
-    else:
-        if options.prompt_set:
-            text = prompt_set_text(options.prompt_set, index, tokenizer)
-        elif record.text is not None:
-            text = record.text
-        else:
-            text = fill_fields(options.prompt, fields, "--prompt")
-        prompt = build_prompt(loaded.processor, options.template, text, len(images), prefix, placeholder)
+    if options.template == BBOX and len(images) != 1:
+        return Prepared(index, annotation=record.annotation,
+                        skip_reason=f"bbox prompts need one image, record has {len(images)}")
+    prompt, annotation = _sample_prompt(loaded, options, record, index, [(im.width, im.height) for im in images])
     inputs = loaded.adapter.processor_inputs(loaded.processor, prompt, images)
     image_sizes = [(im.height, im.width) for im in images]
     table = loaded.adapter.token_table(loaded.processor, loaded.config, inputs, image_sizes)

@@ -142,3 +142,9 @@ def test_bad_prompt_options(tmp_path):
     assert_one_line_error(capture_cli("--dataset", "folder", "--data-root", str(images), "--samples", "annotations",
                                       "--out", out), "no box annotations")
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_prefix_the_chat_template_cannot_place_stops_before_the_store(tmp_path):
+    result = capture_cli("--model", "tiny-llava-1.5", "--prefix", "A dog. ", "--out", str(tmp_path / "x.zarr"))
+    assert_one_line_error(result, "moves images before all text")
+    assert not (tmp_path / "x.zarr").exists()
