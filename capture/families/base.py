@@ -13,6 +13,17 @@ from transformers import AutoImageProcessor, PretrainedConfig, PreTrainedTokeniz
 
 from store.schema import TOKEN_TABLE_FIELDS, ImagePart, TokenKind
 
+# Sizes shared by every tiny build (the FFN width keeps each family's intermediate / hidden ratio instead).
+TINY_TEXT_SIZES = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                   "tie_word_embeddings": False}
+TINY_VISION_SIZES = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+
+
+def tiny_special_token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int | None]:
+    """bos / eos / pad token ids of a tiny tokenizer, as config fields."""
+    return {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id}
+
 
 @dataclass
 class TokenTable:

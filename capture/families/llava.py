@@ -23,7 +23,14 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from capture.families.base import FamilyAdapter, ImageLayout, grid_layout
+from capture.families.base import (
+    TINY_TEXT_SIZES,
+    TINY_VISION_SIZES,
+    FamilyAdapter,
+    ImageLayout,
+    grid_layout,
+    tiny_special_token_ids,
+)
 from capture.tiny_tokenizer import build_byte_tokenizer
 from store.schema import ImagePart
 
@@ -60,22 +67,10 @@ class LlavaAdapter(FamilyAdapter):
 
     def tiny_config(self, tokenizer: PreTrainedTokenizerBase) -> LlavaConfig:
         text = LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=176,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            tie_word_embeddings=False,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+            vocab_size=len(tokenizer), intermediate_size=176, max_position_embeddings=4096,  # Llama-2-7B's 2.7x ratio
+            **TINY_TEXT_SIZES, **tiny_special_token_ids(tokenizer),
         )
-        vision = CLIPVisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=56, patch_size=14,
-            projection_dim=32,
-        )
+        vision = CLIPVisionConfig(image_size=56, patch_size=14, projection_dim=32, **TINY_VISION_SIZES)
         return LlavaConfig(
             text_config=text,
             vision_config=vision,

@@ -23,7 +23,14 @@ from transformers import (
 
 from capture.errors import CaptureError
 from capture.families.anyres import base_view_layout, high_res_layout
-from capture.families.base import FamilyAdapter, ImageLayout, concat_layouts
+from capture.families.base import (
+    TINY_TEXT_SIZES,
+    TINY_VISION_SIZES,
+    FamilyAdapter,
+    ImageLayout,
+    concat_layouts,
+    tiny_special_token_ids,
+)
 from capture.tiny_tokenizer import build_byte_tokenizer
 
 # The llava-hf Llama-3-LLaVA-NeXT template (Llama-3 headers, images first).
@@ -74,23 +81,11 @@ class LlavaNextAdapter(FamilyAdapter):
     def tiny_config(self, tokenizer: PreTrainedTokenizerBase) -> LlavaNextConfig:
         tile_px = 56
         text = LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=224,  # Llama-3-8B's 3.5x ratio
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=8192,
+            vocab_size=len(tokenizer), intermediate_size=224, max_position_embeddings=8192,  # Llama-3-8B's 3.5x ratio
             rope_parameters={"rope_type": "default", "rope_theta": 500_000.0},
-            tie_word_embeddings=False,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+            **TINY_TEXT_SIZES, **tiny_special_token_ids(tokenizer),
         )
-        vision = CLIPVisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=tile_px,
-            patch_size=14, projection_dim=32,
-        )
+        vision = CLIPVisionConfig(image_size=tile_px, patch_size=14, projection_dim=32, **TINY_VISION_SIZES)
         return LlavaNextConfig(
             text_config=text,
             vision_config=vision,

@@ -25,7 +25,7 @@ from transformers import (
 
 from capture.errors import CaptureError
 from capture.families.anyres import base_view_layout, high_res_layout, single_newline_layout
-from capture.families.base import FamilyAdapter, ImageLayout, concat_layouts
+from capture.families.base import TINY_TEXT_SIZES, TINY_VISION_SIZES, FamilyAdapter, ImageLayout, concat_layouts
 from capture.tiny_tokenizer import build_byte_tokenizer
 
 # Renders content items in the order given, so a text prefix can precede the image.
@@ -106,27 +106,10 @@ class LlavaOnevisionAdapter(FamilyAdapter):
     def tiny_config(self, tokenizer: PreTrainedTokenizerBase) -> LlavaOnevisionConfig:
         tile_px = 56
         text = Qwen2Config(
-            vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=176,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=8192,
-            rope_theta=1_000_000.0,
-            tie_word_embeddings=False,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+            vocab_size=len(tokenizer), intermediate_size=176, max_position_embeddings=8192, rope_theta=1_000_000.0,
+            **TINY_TEXT_SIZES, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         )
-        vision = SiglipVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=tile_px,
-            patch_size=14,
-            vision_use_head=False,
-        )
+        vision = SiglipVisionConfig(image_size=tile_px, patch_size=14, vision_use_head=False, **TINY_VISION_SIZES)
         return LlavaOnevisionConfig(
             text_config=text,
             vision_config=vision,

@@ -23,7 +23,7 @@ from transformers import (
     Qwen2VLImageProcessorPil,
 )
 
-from capture.families.base import FamilyAdapter, ImageLayout, grid_layout
+from capture.families.base import TINY_TEXT_SIZES, FamilyAdapter, ImageLayout, grid_layout
 from capture.tiny_tokenizer import build_byte_tokenizer
 from store.schema import ImagePart
 
@@ -104,18 +104,11 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
 
     def tiny_config(self, tokenizer: PreTrainedTokenizerBase) -> Qwen2_5_VLConfig:
         text = Qwen2_5_VLTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=336,  # Qwen2.5-7B's 5.3x ratio
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=8192,
+            vocab_size=len(tokenizer), intermediate_size=336, max_position_embeddings=8192,  # Qwen2.5-7B's 5.3x ratio
             # head_dim 16 -> 8 frequencies split 2/3/3 over (t, h, w), as 16/24/24 of 64 in the 7B
             rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [2, 3, 3]},
-            bos_token_id=None,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+            **{k: v for k, v in TINY_TEXT_SIZES.items() if k != "tie_word_embeddings"},
+            bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         )
         vision = Qwen2_5_VLVisionConfig(
             depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14, spatial_merge_size=2,
