@@ -3,66 +3,105 @@
 from __future__ import annotations
 
 import argparse
-import json
+import resource
 import sys
+import time
 from pathlib import Path
 
-import store.reader
-from analyses import token_norms
+import matplotlib
+
+matplotlib.use("Agg")  # files only; before anything imports pyplot
+
+from analyses import commands  # noqa: E402
 
 
-def run_token_norms(store_path: Path, out: Path) -> list[Path]:
-    import matplotlib
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m analyses", description="Offline analyses of activation stores.")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="run dask on a LocalCluster of N single-threaded workers (0: dask's threaded scheduler)")
+    sub = parser.add_subparsers(dest="name", required=True)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def add(name: str, help_text: str, multi_store: bool = False) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("--store", type=Path, required=True, action="append" if multi_store else None,
+                             help="store path" + (" (repeat for one curve per store)" if multi_store else ""))
+        command.add_argument("--out", type=Path, required=True, help="directory for results and figures")
+        return command
 
-    ds = store.reader.open(store_path)
-    norms = token_norms.hidden_norms(ds)
-    by_kind = token_norms.mean_norm_by_kind(norms, ds.kind).compute()
-    registers = token_norms.register_fraction(norms, ds.kind).compute()
-    out.mkdir(parents=True, exist_ok=True)
-    results = {
-        "store": str(store_path),
-        "streams": [int(s) for s in by_kind.stream.values],
-        "mean_norm_by_kind": {str(k): [float(v) for v in by_kind.sel(kind=k).values] for k in by_kind.kind.values},
-        "register_fraction": [float(v) for v in registers.values],
-    }
-    results_path = out / "token_norms.json"
-    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    add("token-norms", "hidden-state norms by token kind, and high-norm image tokens")
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for kind in by_kind.kind.values:
-        left.plot(by_kind.stream, by_kind.sel(kind=kind), marker="o", label=str(kind))
-    left.set(xlabel="residual stream (input of layer i; last = final layer output)", ylabel="mean L2 norm",
-             title="Hidden-state norm by token kind")
-    left.legend()
-    right.bar(registers.stream, registers.values)
-    for axis in (left, right):
-        axis.set_xticks([int(s) for s in by_kind.stream.values])
-    right.set(xlabel="residual stream", ylabel="fraction of image tokens", title="High-norm image tokens (> mean + 2 std)")
-    figure.suptitle(f"{ds.attrs['capture_config']['model']} on {ds.attrs['capture_config']['dataset']}")
-    figure.tight_layout()
-    figure_path = out / "token_norms.png"
-    figure.savefig(figure_path, dpi=120)
-    plt.close(figure)
-    return [results_path, figure_path]
+    variance = add("variance", "input-agnostic image keys: per (layer, KV head) key variance across samples")
+    variance.add_argument("--array", default="keys", choices=["keys", "keys_prerope", "values"])
+    variance.add_argument("--part", default="base", choices=["base", "grid", "all"],
+                          help="image tokens matched across samples (base view: same positions for every image size)")
+    variance.add_argument("--method", default="otsu", choices=["otsu", "valley"], help="automatic threshold")
+    variance.add_argument("--threshold", type=float, help="a fixed threshold instead")
+    variance.add_argument("--layer-groups", help="first middle layer, first late layer (e.g. 8,18); default 8:10:10 proportions")
+    variance.add_argument("--pca-samples", help="two sample indices for the PCA figure (default: the first two)")
+
+    corr = add("correspondence", "semantic (keypoint PCK) and temporal (label propagation J&F) correspondence")
+    corr.add_argument("--array", default="values", choices=["values", "keys", "keys_prerope", "hidden"])
+    corr.add_argument("--part", default="auto", choices=["auto", "base", "grid"])
+    corr.add_argument("--alpha", type=float, default=0.1, help="PCK threshold, fraction of the target box's longer side")
+    corr.add_argument("--metric", default="cosine", choices=["cosine", "l2", "dot"])
+    corr.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="faiss index device")
+    corr.add_argument("--topk", type=int, default=5)
+    corr.add_argument("--n-last", type=int, default=7, help="previous frames in the propagation context")
+    corr.add_argument("--radius", type=int, default=12, help="spatial neighbourhood, in token grid cells")
+    corr.add_argument("--temperature", type=float, default=0.1)
+
+    clus = add("clustering", "co-segmentation by clustering image tokens, and the seen / unseen label split")
+    clus.add_argument("--array", default="values", choices=["values", "keys", "keys_prerope", "hidden"])
+    clus.add_argument("--part", default="auto", choices=["auto", "base", "grid"])
+    clus.add_argument("--k", type=int, default=8, help="clusters")
+    clus.add_argument("--presence", type=float, default=0.05, help="share of an image's tokens for a cluster to count as present")
+    clus.add_argument("--image-fraction", type=float, default=0.5,
+                      help="common clusters are present in more than this share of images")
+    clus.add_argument("--min-images", type=int, default=2, help="smallest image set (images sharing a label)")
+
+    cos = add("cosine", "inter-modal cosine similarity of hidden states per layer", multi_store=True)
+    cos.add_argument("--text", default="after_image", choices=["after_image", "all"], help="text tokens compared")
+    cos.add_argument("--labels", help="comma-separated curve labels, one per --store")
+    return parser
 
 
-ANALYSES = {"token-norms": run_token_norms}
+RUNNERS = {
+    "token-norms": commands.run_token_norms,
+    "variance": commands.run_variance,
+    "correspondence": commands.run_correspondence,
+    "clustering": commands.run_clustering,
+    "cosine": commands.run_cosine,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analyses", description="Offline analyses of activation stores.")
-    parser.add_argument("name", choices=sorted(ANALYSES))
-    parser.add_argument("--store", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="directory for results and figures")
-    args = parser.parse_args(argv)
-    if not args.store.exists():
-        print(f"error: store {args.store} does not exist", file=sys.stderr)
+    args = build_parser().parse_args(argv)
+    options = {k: v for k, v in vars(args).items() if k not in ("name", "store", "out", "workers")}
+    stores = args.store if isinstance(args.store, list) else [args.store]
+    missing = [str(s) for s in stores if not s.exists()]
+    if missing:
+        print(f"error: store {', '.join(missing)} does not exist", file=sys.stderr)
         return 2
-    for path in ANALYSES[args.name](args.store, args.out):
+    client = None
+    if args.workers > 0:
+        from dask.distributed import Client, LocalCluster
+
+        client = Client(LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"))
+    started = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        target = stores if args.name == "cosine" else stores[0]
+        written = RUNNERS[args.name](target, args.out, **options)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        print(f"error: {args.name}: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if client is not None:
+            client.close()
+    for path in written:
         print(f"wrote {path}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{args.name}: {time.perf_counter() - started:.1f} s, peak RSS {peak:.0f} MB")
     return 0
 
 

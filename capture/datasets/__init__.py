@@ -10,9 +10,10 @@ from capture.datasets.folder import open_folder
 from capture.datasets.manifest import open_manifest
 from capture.datasets.samples import SAMPLE_UNITS, expand_samples, record_fields
 from capture.datasets.synthetic_coco import open_synthetic_coco
+from capture.datasets.synthetic_correspondence import open_synthetic_correspondence
 from capture.errors import CaptureError
 
-DATASETS = ("coco", "folder", "manifest", "synthetic-coco")
+DATASETS = ("coco", "folder", "manifest", "synthetic-coco", "synthetic-correspondence")
 
 
 def open_dataset(name: str, data_root: Path | None, split: str | None, limit: int | None) -> Dataset:
@@ -21,6 +22,8 @@ def open_dataset(name: str, data_root: Path | None, split: str | None, limit: in
         raise CaptureError(f"--limit must be at least 1, got {limit}")
     if name == "synthetic-coco":
         return open_synthetic_coco(data_root, split, limit)
+    if name == "synthetic-correspondence":
+        return open_synthetic_correspondence(data_root, limit)
     if data_root is None:
         raise CaptureError(f"--dataset {name} needs --data-root")
     if name == "coco":

@@ -5,7 +5,8 @@ Each line is an object with (all optional but one of `image` / `images` / `text`
 - `image` (one path) or `images` (a list: image pairs, video frames), relative to the manifest's folder;
 - `text`: the user text of this record (overrides --prompt; a referring expression, a class name);
 - `boxes`: pixel boxes [x1, y1, x2, y2] and `labels`: one label per box (SPair, Visual Genome, RefCOCO);
-- `keypoints`: e.g. [[x, y], ...] per image, and `masks`: a path to mask file(s);
+- `keypoints`: per image a list of [x, y] pixels (null when not visible), `bboxes`: per image [x1, y1, x2, y2];
+- `masks`: a mask file path, or one per image (video frames); `video` and `frame` group single-image records;
 - anything else is kept as-is in the sample's annotation.
 """
 
@@ -67,8 +68,14 @@ def _record(entry: Any, base: Path, where: str, default_id: str) -> Record:
     boxes, labels = entry.get("boxes"), entry.get("labels")
     if boxes is not None or labels is not None:
         annotation["objects"] = _objects(boxes, labels, where)
-    if "masks" in entry:
-        annotation["masks"] = str((base / entry["masks"]).resolve()) if isinstance(entry["masks"], str) else entry["masks"]
+    if "masks" in entry:  # one path (a mask, or a folder of them) or one path per image
+        masks = entry["masks"]
+        if isinstance(masks, str):
+            annotation["masks"] = str((base / masks).resolve())
+        elif isinstance(masks, list) and all(isinstance(m, str) for m in masks):
+            annotation["masks"] = [str((base / m).resolve()) for m in masks]
+        else:
+            raise CaptureError(f"{where}: 'masks' must be a path or a list of paths")
     sample_id = str(entry.get("id", default_id))
     return Record(sample_id, tuple((base / p) for p in images), annotation, text)
 

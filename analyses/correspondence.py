@@ -1,0 +1,254 @@
+"""Correspondence through nearest image tokens (Liu et al. §3.1), per layer and KV head.
+
+Semantic correspondence: each source keypoint picks the image token covering it; its nearest target
+token (faiss, cosine by default) predicts the target point at that token's centre; PCK@alpha counts a
+prediction correct within alpha x the longer side of the target object's box.
+
+Temporal correspondence: the first frame's mask labels its tokens; every later frame takes, for each
+token, the top-k most similar tokens of the first frame and the last n frames within a spatial
+neighbourhood, and averages their labels (weights exp(similarity / temperature)). Predicted token labels
+are upsampled to pixels and scored with the DAVIS region (J, IoU) and boundary (F) measures.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from PIL import Image
+from skimage.morphology import disk
+from skimage.segmentation import find_boundaries
+
+from analyses import neighbours
+from analyses.tokens import ImageTokens, captured_samples, image_tokens, labels_to_tokens, token_at, tokens_to_pixels, unit_vectors
+
+# ---------------------------------------------------------------------------------------------------------
+# semantic correspondence
+
+
+@dataclass(frozen=True)
+class KeypointPair:
+    """Matching keypoints of a source and a target image, in pixels (x, y); NaN rows are not visible."""
+
+    source: tuple[int, int]  # (sample, image index)
+    target: tuple[int, int]
+    source_points: np.ndarray  # (k, 2)
+    target_points: np.ndarray  # (k, 2)
+    target_box: tuple[float, float, float, float] | None = None  # x1, y1, x2, y2 pixels; None: whole image
+
+
+def keypoint_pairs(ds: xr.Dataset) -> list[KeypointPair]:
+    """Pairs from the store's annotations: every captured sample with two images and a `keypoints` entry
+    [[source points], [target points]] (a manifest field); `bboxes` [[src box], [tgt box]] when given."""
+    pairs = []
+    for sample in captured_samples(ds):
+        annotation = json.loads(str(ds.annotation.values[sample]) or "{}")
+        if "keypoints" not in annotation or int((ds.image_height.values[sample] > 0).sum()) < 2:
+            continue
+        source, target = (np.array([p if p is not None else [np.nan, np.nan] for p in points], np.float64).reshape(-1, 2)
+                          for points in annotation["keypoints"][:2])
+        boxes = annotation.get("bboxes")
+        pairs.append(KeypointPair((int(sample), 0), (int(sample), 1), source, target,
+                                  tuple(boxes[1]) if boxes else None))
+    return pairs
+
+
+def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: str = "values", part: str = "auto",
+                            alpha: float = 0.1, metric: str = "cosine", layers: list[int] | None = None,
+                            device: str = "auto") -> xr.Dataset:
+    """PCK@alpha per (layer, kv_head) over all usable keypoints of `pairs`.
+
+    Returns `pck` (layer, kv_head) and the counts behind it; keypoints outside every source token (e.g.
+    cropped away) or not visible in either image are left out and counted in `n_unusable`.
+    """
+    correct: np.ndarray | None = None
+    used = unusable = 0
+    coords = None
+    for pair in pairs:
+        src, tgt = image_tokens(ds, *pair.source, part=part), image_tokens(ds, *pair.target, part=part)
+        src_vectors = unit_vectors(ds, array, src, layers)
+        tgt_vectors = unit_vectors(ds, array, tgt, layers)
+        coords = coords or {"layer": src_vectors.layer.values, "kv_head": src_vectors.kv_head.values}
+        rows, gt = _keypoint_tokens(pair, src)
+        unusable += len(pair.source_points) - len(rows)
+        if not len(rows):
+            continue
+        height, width = tgt.image_size
+        x1, y1, x2, y2 = pair.target_box or (0.0, 0.0, float(width), float(height))
+        tolerance = alpha * max(x2 - x1, y2 - y1)
+        if correct is None:
+            correct = np.zeros(src_vectors.shape[:2], np.int64)
+        for li in range(src_vectors.shape[0]):
+            for hi in range(src_vectors.shape[1]):
+                _, nearest = neighbours.search(src_vectors.values[li, hi, rows], tgt_vectors.values[li, hi], 1,
+                                               metric, device)
+                predicted = tgt.centres[nearest[:, 0]] * np.array([width, height])
+                correct[li, hi] += int((np.linalg.norm(predicted - gt, axis=1) <= tolerance).sum())
+        used += len(rows)
+    if correct is None or used == 0:
+        raise ValueError("no usable keypoints: pairs need visible keypoints inside image tokens")
+    return xr.Dataset(
+        {"pck": (("layer", "kv_head"), correct / used), "n_correct": (("layer", "kv_head"), correct)},
+        coords=coords, attrs={"alpha": alpha, "array": array, "metric": metric, "n_keypoints": used,
+                              "n_unusable": unusable, "n_pairs": len(pairs)},
+    )
+
+
+def _keypoint_tokens(pair: KeypointPair, src: ImageTokens) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `src` under each usable source keypoint, and the matching target points."""
+    height, width = src.image_size
+    rows, targets = [], []
+    for (x, y), gt in zip(pair.source_points, pair.target_points, strict=True):
+        if np.isnan([x, y, *gt]).any():
+            continue
+        row = token_at(src, x / width, y / height)
+        if row >= 0:
+            rows.append(row)
+            targets.append(gt)
+    return np.array(rows, np.int64), np.array(targets, np.float64).reshape(-1, 2)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# temporal correspondence
+
+
+@dataclass
+class Video:
+    """Frames in order as (sample, image index), and each frame's ground-truth label map (H, W) int."""
+
+    name: str
+    frames: list[tuple[int, int]]
+    masks: list[np.ndarray] = field(repr=False)
+
+
+def load_mask(path: str | Path) -> np.ndarray:
+    """An object-id map from a mask file: palette / grey PNGs as their indices, RGB colours numbered in
+    sorted order with black as background 0."""
+    image = Image.open(path)
+    if image.mode in ("P", "L", "I", "I;16", "1"):
+        return np.asarray(image).astype(np.int64)
+    rgb = np.asarray(image.convert("RGB")).reshape(-1, 3)
+    colours, ids = np.unique(rgb, axis=0, return_inverse=True)
+    black = np.flatnonzero((colours == 0).all(axis=1))
+    if len(black):  # renumber so black is 0
+        order = np.concatenate([black, np.setdiff1d(np.arange(len(colours)), black)])
+        ids = np.argsort(order)[ids]
+    return ids.reshape(image.height, image.width).astype(np.int64)
+
+
+def videos(ds: xr.Dataset) -> list[Video]:
+    """Videos from the store's annotations: a sample whose images are frames with a `masks` list (one path per
+    frame), or single-image samples sharing a `video` name, ordered by `frame`, each with a `masks` path."""
+    found: dict[str, list[tuple[float, tuple[int, int], str]]] = {}
+    for sample in captured_samples(ds):
+        annotation = json.loads(str(ds.annotation.values[sample]) or "{}")
+        masks = annotation.get("masks")
+        if isinstance(masks, list) and len(masks) > 1:
+            found[f"sample-{sample}"] = [(i, (int(sample), i), m) for i, m in enumerate(masks)]
+        elif "video" in annotation and isinstance(masks, str):
+            found.setdefault(str(annotation["video"]), []).append(
+                (float(annotation.get("frame", sample)), (int(sample), 0), masks))
+    out = []
+    for name, frames in sorted(found.items()):
+        frames.sort(key=lambda f: f[0])
+        out.append(Video(name, [f[1] for f in frames], [load_mask(f[2]) for f in frames]))
+    return out
+
+
+def propagate_labels(features: list[np.ndarray], grids: list[np.ndarray], first_labels: np.ndarray, n_last: int = 7,
+                     topk: int = 5, radius: int = 12, temperature: float = 0.1) -> list[np.ndarray]:
+    """Soft labels (n_t, K) of every frame, propagated from `first_labels` (n_0, K).
+
+    `features[t]` (n_t, d) and `grids[t]` (n_t, 2) are frame t's token vectors and grid cells. Each token of
+    frame t looks at the tokens of frame 0 and of frames t-n_last .. t-1 within `radius` grid cells, keeps the
+    `topk` most cosine-similar, and averages their labels with weights exp(similarity / temperature).
+    """
+    normed = [neighbours.prepare(f, "cosine").astype(np.float64) for f in features]
+    labels = [first_labels.astype(np.float64)]
+    for t in range(1, len(features)):
+        context = sorted({0, *range(max(1, t - n_last), t)})
+        ctx_features = np.concatenate([normed[c] for c in context])
+        ctx_labels = np.concatenate([labels[c] for c in context])
+        ctx_grid = np.concatenate([grids[c] for c in context])
+        similarity = normed[t] @ ctx_features.T  # (n_t, n_ctx)
+        near = np.abs(grids[t][:, None, :] - ctx_grid[None, :, :]).max(axis=2) <= radius
+        similarity = np.where(near, similarity, -np.inf)
+        k = min(topk, similarity.shape[1])
+        top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        top_similarity = np.take_along_axis(similarity, top, axis=1)
+        weights = np.exp((top_similarity - np.max(top_similarity, axis=1, keepdims=True)) / temperature)
+        weights = np.where(np.isfinite(top_similarity), weights, 0.0)
+        weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+        labels.append(np.einsum("nk,nkc->nc", weights, ctx_labels[top]))
+    return labels
+
+
+def region_similarity(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """J: intersection over union of two binary masks (1 when both are empty)."""
+    union = np.logical_or(prediction, truth).sum()
+    return 1.0 if union == 0 else float(np.logical_and(prediction, truth).sum() / union)
+
+
+def boundary_measure(prediction: np.ndarray, truth: np.ndarray, bound_th: float = 0.008) -> float:
+    """F: boundary F-measure of two binary masks, boundaries matched within bound_th x the image diagonal."""
+    tolerance = max(1, int(np.ceil(bound_th * np.hypot(*truth.shape))))
+    pred_edges = find_boundaries(prediction, mode="inner")
+    true_edges = find_boundaries(truth, mode="inner")
+    if not pred_edges.any() and not true_edges.any():
+        return 1.0
+    if not pred_edges.any() or not true_edges.any():
+        return 0.0
+    from scipy.ndimage import binary_dilation
+
+    footprint = disk(tolerance).astype(bool)
+    precision = (pred_edges & binary_dilation(true_edges, footprint)).sum() / pred_edges.sum()
+    recall = (true_edges & binary_dilation(pred_edges, footprint)).sum() / true_edges.sum()
+    return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
+
+
+def score_video(predicted: list[np.ndarray], truth: list[np.ndarray]) -> tuple[float, float]:
+    """Mean J and F over objects and frames, leaving out the first (given) and, with more than two frames,
+    the last frame, as the DAVIS evaluation does."""
+    frames = range(1, len(truth) - 1) if len(truth) > 2 else range(1, len(truth))
+    objects = sorted(set(np.unique(truth[0]).tolist()) - {0})
+    j = [region_similarity(predicted[t] == o, truth[t] == o) for t in frames for o in objects]
+    f = [boundary_measure(predicted[t] == o, truth[t] == o) for t in frames for o in objects]
+    return float(np.mean(j)) if j else float("nan"), float(np.mean(f)) if f else float("nan")
+
+
+def temporal_correspondence(ds: xr.Dataset, video_list: list[Video], array: str = "values", part: str = "auto",
+                            layers: list[int] | None = None, n_last: int = 7, topk: int = 5, radius: int = 12,
+                            temperature: float = 0.1, upsample: str = "bilinear") -> xr.Dataset:
+    """J, F and J&F mean per (layer, kv_head), averaged over `video_list`.
+
+    Token labels reach pixels by `upsample` ("bilinear", as DINO-style evaluations do, or "nearest").
+    """
+    order = {"bilinear": 1, "nearest": 0}[upsample]
+    scores_j, scores_f, coords = [], [], None
+    for video in video_list:
+        tokens = [image_tokens(ds, s, i, part=part) for s, i in video.frames]
+        vectors = [unit_vectors(ds, array, t, layers) for t in tokens]
+        coords = coords or {"layer": vectors[0].layer.values, "kv_head": vectors[0].kv_head.values}
+        n_labels = int(max(m.max() for m in video.masks)) + 1
+        first = labels_to_tokens(tokens[0], video.masks[0], n_labels)
+        shape = vectors[0].shape[:2]
+        j, f = np.zeros(shape), np.zeros(shape)
+        for li in range(shape[0]):
+            for hi in range(shape[1]):
+                soft = propagate_labels([v.values[li, hi] for v in vectors], [t.grid for t in tokens], first,
+                                        n_last, topk, radius, temperature)
+                predicted = [tokens_to_pixels(t, s, *m.shape, order=order).argmax(axis=-1)
+                             for t, s, m in zip(tokens, soft, video.masks, strict=True)]
+                j[li, hi], f[li, hi] = score_video(predicted, video.masks)
+        scores_j.append(j)
+        scores_f.append(f)
+    if not scores_j:
+        raise ValueError("no videos: frames need ground-truth masks (see analyses.correspondence.videos)")
+    j_mean, f_mean = np.mean(scores_j, axis=0), np.mean(scores_f, axis=0)
+    dims = ("layer", "kv_head")
+    return xr.Dataset({"J": (dims, j_mean), "F": (dims, f_mean), "JF": (dims, (j_mean + f_mean) / 2)}, coords=coords,
+                      attrs={"array": array, "n_videos": len(scores_j), "n_last": n_last, "topk": topk,
+                             "radius": radius, "temperature": temperature, "upsample": upsample})

@@ -1,0 +1,124 @@
+"""Matplotlib figures in the papers' styles. Each function takes results (xarray) and returns a Figure.
+
+The backend is left to the caller: notebooks show figures inline, the CLI selects Agg."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+
+
+def token_norms(by_kind: xr.DataArray, registers: xr.DataArray, title: str) -> Figure:
+    """Mean hidden-state norm per stream and token kind (left), high-norm image token fraction (right)."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for kind in by_kind.kind.values:
+        left.plot(by_kind.stream, by_kind.sel(kind=kind), marker="o", label=str(kind))
+    left.set(xlabel="residual stream (input of layer i; last = final layer output)", ylabel="mean L2 norm",
+             title="Hidden-state norm by token kind")
+    left.legend()
+    right.bar(registers.stream, registers.values)
+    for axis in (left, right):
+        axis.set_xticks([int(s) for s in by_kind.stream.values])
+    right.set(xlabel="residual stream", ylabel="fraction of image tokens", title="High-norm image tokens (> mean + 2 std)")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def variance_histogram(variance: xr.DataArray, threshold: dict, bins: int = 30) -> Figure:
+    """Distribution of per-(layer, head) key variance with the chosen threshold (Liu et al. Fig. 14)."""
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.hist(variance.values.ravel(), bins=bins, color="#4c72b0", edgecolor="white")
+    label = f"threshold {threshold['value']:.3g} ({threshold['method']})"
+    axis.axvline(threshold["value"], color="black", linestyle="--", label=label)
+    if threshold.get("valley") is not None and threshold["method"] != "valley":
+        axis.axvline(threshold["valley"], color="#dd8452", linestyle=":", label=f"valley {threshold['valley']:.3g}")
+    axis.set(xlabel="L2 variance of image keys across samples", ylabel="keys (layer, KV head)",
+             title="Image key variance")
+    axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def variance_heatmap(variance: xr.DataArray, threshold: float) -> Figure:
+    """(layer x KV head) heatmap of key variance, input-agnostic keys outlined (Liu et al. Fig. 15)."""
+    size = (max(3.5, 0.5 * variance.sizes["kv_head"] + 2), max(3.0, 0.22 * variance.sizes["layer"] + 1.5))
+    figure, axis = plt.subplots(figsize=size)
+    image = axis.imshow(variance.values, aspect="auto", cmap="viridis", origin="lower")
+    for li, hi in np.argwhere(variance.values < threshold):
+        axis.add_patch(plt.Rectangle((hi - 0.5, li - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+    axis.set_xticks(range(variance.sizes["kv_head"]), [str(h) for h in variance.kv_head.values])
+    axis.set_yticks(range(variance.sizes["layer"]), [str(v) for v in variance.layer.values])
+    axis.set(xlabel="KV head", ylabel="layer", title="Key variance (red: input-agnostic)")
+    figure.colorbar(image, ax=axis, label="variance")
+    figure.tight_layout()
+    return figure
+
+
+def key_pca_scatter(pca: xr.DataArray, flagged: list[list[int]]) -> Figure:
+    """PCA of every (layer, head) image key of two images; input-agnostic keys highlighted (Liu et al. Fig. 4)."""
+    figure, axis = plt.subplots(figsize=(5.5, 5))
+    flagged_set = {tuple(k) for k in flagged}
+    markers = ["o", "s"]
+    for index, sample in enumerate(pca.sample.values):
+        points = pca.sel(sample=sample)
+        for layer in points.layer.values:
+            for head in points.kv_head.values:
+                x, y = points.sel(layer=layer, kv_head=head).values
+                agnostic = (int(layer), int(head)) in flagged_set
+                axis.scatter(x, y, marker=markers[index % 2], s=60 if agnostic else 18,
+                             color="#c44e52" if agnostic else "#8c8c8c", alpha=0.9 if agnostic else 0.5,
+                             edgecolor="black" if agnostic else "none")
+    for layer, head in flagged_set:  # the two images' points of one input-agnostic key
+        xy = pca.sel(layer=layer, kv_head=head).values
+        axis.plot(xy[:, 0], xy[:, 1], color="#c44e52", linewidth=0.8)
+    handles = [plt.Line2D([], [], marker=m, linestyle="", color="#8c8c8c", label=f"sample {s}")
+               for m, s in zip(markers, pca.sample.values, strict=False)]
+    handles.append(plt.Line2D([], [], marker="o", linestyle="", color="#c44e52", markeredgecolor="black",
+                              label="input-agnostic key"))
+    axis.legend(handles=handles)
+    axis.set(xlabel="PC 1", ylabel="PC 2", title="Image keys of two images")
+    figure.tight_layout()
+    return figure
+
+
+def layer_head_scores(scores: xr.DataArray, ylabel: str, title: str, baseline: float | None = None) -> Figure:
+    """Liu et al. Fig. 2 style: max over heads per layer (top), every head's score per layer (bottom)."""
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True, height_ratios=(1, 1.4))
+    layers = scores.layer.values
+    top.plot(layers, scores.max("kv_head").values, marker="o", color="#4c72b0", label="max over heads")
+    if baseline is not None:
+        top.axhline(baseline, color="#c44e52", linestyle="--", label="baseline")
+    top.set(ylabel=f"max {ylabel}", title=title)
+    top.legend()
+    for head in scores.kv_head.values:
+        bottom.scatter(layers, scores.sel(kv_head=head).values, s=14, label=f"head {head}")
+    bottom.plot(layers, scores.mean("kv_head").values, color="black", linewidth=1, label="mean")
+    bottom.set(xlabel="layer", ylabel=ylabel)
+    if len(layers) <= 40:
+        bottom.set_xticks([int(v) for v in layers])
+    if scores.sizes["kv_head"] <= 8:
+        bottom.legend(ncol=4, fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
+def cosine_curves(curves: dict[str, xr.Dataset]) -> Figure:
+    """Mean image-text cosine per layer, one line per store (prompt type / model), band = interquartile range."""
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    for label, summary in curves.items():
+        streams = summary.stream.values
+        axis.plot(streams, summary["mean"].values, marker="o", label=label)
+        axis.fill_between(streams, summary["q25"].values, summary["q75"].values, alpha=0.2)
+    axis.set(xlabel="layer (residual stream)", ylabel="mean cosine(image, text)",
+             title="Inter-modal cosine similarity of hidden states")
+    axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def save(figure: Figure, path) -> None:
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

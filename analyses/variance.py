@@ -1,0 +1,197 @@
+"""Input-agnostic image keys (Liu et al. §3.2, A.6.1).
+
+For every (layer, KV head), the L2 variance of its image key tokens across samples at matching token
+positions (sum over head_dim of the per-dimension variance, averaged over positions), computed out of
+core by dask. The distribution over (layer, head) is bimodal; keys below the threshold between the modes
+are input-agnostic. Positions match by (image part, grid row, grid col) within image 0: by default the
+base view, which every family lays out at the same sequence positions for a given prompt.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from scipy import ndimage
+
+from analyses.tokens import as_units, captured_samples
+from store.schema import ImagePart, TokenKind
+
+THRESHOLD_METHODS = ("otsu", "valley")
+# Liu et al. group LLaVA-OneVision-7B's 28 layers as 8 early, 10 middle, 10 late.
+PAPER_GROUP_FRACTIONS = (8 / 28, 10 / 28)
+
+
+def matched_positions(ds: xr.Dataset, part: ImagePart | None = ImagePart.BASE) -> tuple[np.ndarray, np.ndarray, list]:
+    """(samples, positions, cells): the captured samples, and for each the token positions of the image
+    cells (part, grid_row, grid_col) of image 0 that every one of them has; positions is (samples, cells)."""
+    samples = captured_samples(ds)
+    if len(samples) < 2:
+        raise ValueError("key variance needs at least 2 captured samples")
+    table = ds[["kind", "image_index", "image_part", "grid_row", "grid_col"]].isel(sample=samples).compute()
+    image = (table.kind.values == TokenKind.IMAGE) & (table.image_index.values == 0)
+    if part is not None:
+        image &= table.image_part.values == part
+    cells_per_sample = []
+    for row in range(len(samples)):
+        where = np.flatnonzero(image[row])
+        keys = zip(table.image_part.values[row, where], table.grid_row.values[row, where],
+                   table.grid_col.values[row, where], strict=True)
+        cells_per_sample.append({tuple(int(v) for v in key): int(pos) for key, pos in zip(keys, where, strict=True)})
+    common = sorted(set.intersection(*(set(c) for c in cells_per_sample)))
+    if not common:
+        raise ValueError("the samples share no image token cells (store captured with --tokens that exclude images?)")
+    positions = np.array([[cells[c] for c in common] for cells in cells_per_sample], dtype=np.int64)
+    return samples, positions, common
+
+
+def key_variance(ds: xr.Dataset, array: str = "keys", part: ImagePart | None = ImagePart.BASE) -> xr.DataArray:
+    """L2 variance across samples of each (layer, kv_head)'s image keys: (layer, kv_head) float64, lazy.
+
+    Variance per dimension across samples at each matched position, summed over head_dim, then averaged
+    over positions. `array` may be "keys" (post-RoPE, as cached), "keys_prerope" or "values".
+    """
+    samples, positions, _ = matched_positions(ds, part)
+    data = as_units(ds[array])
+    if (positions == positions[0]).all():  # same layout everywhere: orthogonal indexing, cheaper than pointwise
+        tokens = data.isel(sample=samples, token=positions[0])
+    else:
+        tokens = data.isel(sample=xr.DataArray(samples, dims="sample"),
+                           token=xr.DataArray(positions, dims=("sample", "cell")))
+        tokens = tokens.rename(cell="token")
+    per_position = tokens.astype(np.float64).var("sample").sum("feature")
+    return per_position.mean("token").rename("key_variance").assign_attrs(array=array, n_samples=len(samples),
+                                                                          n_positions=positions.shape[1])
+
+
+@dataclass(frozen=True)
+class Threshold:
+    value: float
+    method: str
+    otsu: float
+    valley: float | None
+
+    def as_dict(self) -> dict:
+        return {"value": self.value, "method": self.method, "otsu": self.otsu, "valley": self.valley}
+
+
+def choose_threshold(variance: np.ndarray, method: str = "otsu", value: float | None = None, bins: int = 30) -> Threshold:
+    """The bimodal split of the variance distribution: Otsu's threshold, the histogram valley (lowest
+    smoothed bin between the two highest peaks) as a cross-check, or a user `value`."""
+    values = np.asarray(variance, dtype=np.float64).ravel()
+    if method not in THRESHOLD_METHODS:
+        raise ValueError(f"unknown threshold method {method!r} (choose from {', '.join(THRESHOLD_METHODS)})")
+    otsu = otsu_threshold(values)
+    valley = histogram_valley(values, bins)
+    if value is not None:
+        return Threshold(float(value), "user", otsu, valley)
+    if method == "valley" and valley is not None:
+        return Threshold(valley, "valley", otsu, valley)
+    return Threshold(otsu, "otsu", otsu, valley)
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's threshold computed exactly on the sorted values: the split maximising the between-class variance,
+    placed midway between the two values it separates.
+
+    skimage's `threshold_otsu` bins the values first and returns a bin centre, which for the ~100 keys of a
+    model can fall inside the lower mode; with this few values the exact split costs nothing.
+    """
+    x = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    if len(x) < 2 or x[0] == x[-1]:
+        return float(x[0])
+    n = np.arange(1, len(x))  # size of the lower class for a split after position n-1
+    lower_mean = np.cumsum(x)[:-1] / n
+    upper_mean = (x.sum() - np.cumsum(x)[:-1]) / (len(x) - n)
+    between = n * (len(x) - n) * (lower_mean - upper_mean) ** 2
+    between[x[1:] == x[:-1]] = -1  # a split must fall between distinct values
+    best = int(np.argmax(between))
+    return float((x[best] + x[best + 1]) / 2)
+
+
+def histogram_valley(values: np.ndarray, bins: int = 30) -> float | None:
+    """Centre of the lowest (lightly smoothed) histogram bin between its two highest peaks; None when the
+    histogram has fewer than two peaks."""
+    if np.ptp(values) == 0:
+        return None
+    counts, edges = np.histogram(values, bins=bins)
+    smooth = ndimage.gaussian_filter1d(counts.astype(np.float64), sigma=1.0, mode="constant")
+    padded = np.concatenate([[-np.inf], smooth, [-np.inf]])
+    peaks = [i for i in range(len(smooth))
+             if padded[i + 1] > padded[i] and padded[i + 1] >= padded[i + 2] and smooth[i] >= 0.05 * smooth.max()]
+    if len(peaks) < 2:
+        return None
+    first, second = sorted(sorted(peaks, key=lambda i: smooth[i])[-2:])
+    low = first + int(np.argmin(smooth[first:second + 1]))
+    return float((edges[low] + edges[low + 1]) / 2)
+
+
+def layer_groups(layers: list[int], boundaries: tuple[int, int] | None = None) -> dict[str, list[int]]:
+    """Early / middle / late layers: split at `boundaries` (first middle layer, first late layer), or in the
+    paper's 8 : 10 : 10 proportions of a 28-layer model."""
+    layers = sorted(layers)
+    if boundaries is None:
+        n = len(layers)
+        first_middle = round(n * PAPER_GROUP_FRACTIONS[0])
+        first_late = round(n * (PAPER_GROUP_FRACTIONS[0] + PAPER_GROUP_FRACTIONS[1]))
+        boundaries = tuple(layers[i] if i < n else layers[-1] + 1 for i in (first_middle, first_late))
+    middle, late = boundaries
+    return {"early": [i for i in layers if i < middle], "middle": [i for i in layers if middle <= i < late],
+            "late": [i for i in layers if i >= late]}
+
+
+def input_agnostic_keys(variance: xr.DataArray, threshold: Threshold,
+                        groups: dict[str, list[int]] | None = None) -> dict:
+    """The (layer, kv_head) keys below the threshold, grouped early / middle / late: a JSON-able dict that an
+    intervention can consume (`keys[group]` lists {"layer", "kv_head", "variance"})."""
+    groups = groups or layer_groups([int(v) for v in variance.layer.values])
+    flagged = {name: [] for name in groups}
+    for layer in variance.layer.values:
+        for head in variance.kv_head.values:
+            value = float(variance.sel(layer=layer, kv_head=head))
+            if value < threshold.value:
+                group = next(name for name, members in groups.items() if int(layer) in members)
+                flagged[group].append({"layer": int(layer), "kv_head": int(head), "variance": value})
+    values = variance.values.ravel()
+    cross_check = None
+    if threshold.valley is not None:  # do Otsu and the valley split the keys the same way?
+        cross_check = bool(np.array_equal(values < threshold.otsu, values < threshold.valley))
+    return {
+        "threshold": threshold.as_dict(),
+        "otsu_and_valley_agree": cross_check,
+        "array": variance.attrs.get("array"),
+        "n_samples": variance.attrs.get("n_samples"),
+        "layer_groups": groups,
+        "counts": {name: len(keys) for name, keys in flagged.items()},
+        "keys": flagged,
+        "all": [[k["layer"], k["kv_head"]] for name in groups for k in flagged[name]],
+    }
+
+
+def write_key_list(keys: dict, path: Path) -> Path:
+    path.write_text(json.dumps(keys, indent=2) + "\n")
+    return path
+
+
+def key_pca(ds: xr.Dataset, samples: tuple[int, int], array: str = "keys",
+            part: ImagePart | None = ImagePart.BASE) -> xr.DataArray:
+    """2-D PCA of every (layer, kv_head) image key of two samples (Fig. 4): each key of each sample is its
+    matched image tokens' vectors concatenated. Returns (sample, layer, kv_head, component)."""
+    from sklearn.decomposition import PCA
+
+    all_samples, positions, _ = matched_positions(ds, part)
+    rows = [int(np.flatnonzero(all_samples == s)[0]) for s in samples]
+    data = as_units(ds[array])
+    stacked = []
+    for sample, row in zip(samples, rows, strict=True):
+        vectors = data.isel(sample=sample, token=positions[row]).astype(np.float32).values  # (L, H, cells, feat)
+        stacked.append(vectors.reshape(vectors.shape[0], vectors.shape[1], -1))
+    matrix = np.stack(stacked)  # (2, L, H, cells*feat)
+    flat = matrix.reshape(-1, matrix.shape[-1])
+    components = PCA(n_components=2, random_state=0).fit_transform(flat).reshape(*matrix.shape[:3], 2)
+    return xr.DataArray(components, dims=("sample", "layer", "kv_head", "component"),
+                        coords={"sample": list(samples), "layer": data.layer.values, "kv_head": data.kv_head.values,
+                                "component": [1, 2]}, name="key_pca")

@@ -1,0 +1,93 @@
+"""Correspondence recovers known transforms where tokens depend only on their patch; J and F on known masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import store.reader
+from analyses.correspondence import (
+    KeypointPair,
+    boundary_measure,
+    keypoint_pairs,
+    propagate_labels,
+    region_similarity,
+    score_video,
+    semantic_correspondence,
+    temporal_correspondence,
+    videos,
+)
+
+
+def test_pairs_and_videos_come_from_the_annotations(local_patch_store):
+    ds = store.reader.open(local_patch_store)
+    pairs = keypoint_pairs(ds)
+    assert [(p.source, p.target) for p in pairs] == [((0, 0), (0, 1)), ((1, 0), (1, 1))]
+    assert pairs[0].source_points.shape == (16, 2)
+    found = videos(ds)
+    assert [(v.name, v.frames) for v in found] == [("roll", [(2, 0), (3, 0), (4, 0), (5, 0), (6, 0)])]
+    assert found[0].masks[0].shape == (56, 56) and set(np.unique(found[0].masks[0])) == {0, 1}
+
+
+@pytest.mark.parametrize("array", ["values", "keys_prerope", "hidden"])
+def test_flip_and_shift_are_recovered_at_the_patch_local_layer(local_patch_store, array):
+    ds = store.reader.open(local_patch_store)
+    result = semantic_correspondence(ds, keypoint_pairs(ds), array=array, layers=[0])
+    assert result.attrs["n_keypoints"] == 32 and result.attrs["n_unusable"] == 0
+    assert (result.pck.values == 1.0).all()  # every keypoint lands on its transformed patch
+
+
+def test_post_rope_keys_carry_position(local_patch_store):
+    """Cached keys are rotated by their position, so identical patches at other positions no longer match."""
+    ds = store.reader.open(local_patch_store)
+    result = semantic_correspondence(ds, keypoint_pairs(ds), array="keys", layers=[0])
+    assert result.pck.values.min() < 1.0
+
+
+def test_a_wrong_mapping_scores_zero(local_patch_store):
+    """The control: claiming the flipped image was not flipped puts every keypoint a patch or more away."""
+    ds = store.reader.open(local_patch_store)
+    flip = keypoint_pairs(ds)[0]
+    unflipped = KeypointPair(flip.source, flip.target, flip.source_points, flip.source_points)
+    result = semantic_correspondence(ds, [unflipped], array="values", layers=[0])
+    assert (result.pck.values == 0.0).all()
+
+
+def test_temporal_propagation_follows_the_moving_mask(local_patch_store):
+    ds = store.reader.open(local_patch_store)
+    exact = temporal_correspondence(ds, videos(ds), layers=[0], topk=1, upsample="nearest")
+    assert (exact.J.values == 1.0).all() and (exact.F.values == 1.0).all() and (exact.JF.values == 1.0).all()
+    smooth = temporal_correspondence(ds, videos(ds), layers=[0])  # defaults: top-5, bilinear upsampling
+    assert (smooth.J.values > 0.8).all()
+
+
+def test_keypoints_outside_every_token_are_unusable(local_patch_store):
+    ds = store.reader.open(local_patch_store)
+    outside = KeypointPair((0, 0), (0, 1), np.array([[-5.0, 3.0], [7.0, 7.0], [np.nan, 1.0]]),
+                           np.array([[1.0, 1.0], [49.0, 7.0], [1.0, 1.0]]))
+    result = semantic_correspondence(ds, [outside], layers=[0])
+    assert result.attrs["n_keypoints"] == 1 and result.attrs["n_unusable"] == 2 and (result.pck.values == 1).all()
+
+
+def test_region_and_boundary_measures():
+    truth = np.zeros((100, 100), bool)
+    truth[20:60, 20:60] = True
+    shifted = np.roll(truth, 10, axis=1)
+    assert region_similarity(truth, truth) == 1.0
+    assert region_similarity(shifted, truth) == pytest.approx(30 * 40 / (50 * 40))
+    assert boundary_measure(truth, truth) == 1.0
+    assert boundary_measure(np.roll(truth, 1, axis=0), truth) == 1.0  # within the 0.008 x diagonal tolerance (2 px)
+    assert boundary_measure(shifted, truth) < 0.6
+    assert region_similarity(np.zeros_like(truth), np.zeros_like(truth)) == 1.0
+    labels = [truth.astype(int)] * 4
+    assert score_video(labels, labels) == (1.0, 1.0)
+
+
+def test_label_propagation_weights():
+    """One target token equally similar to two context tokens of different labels gets half of each."""
+    features = [np.array([[1.0, 0.0], [1.0, 0.0]]), np.array([[1.0, 0.0]])]
+    grids = [np.array([[0, 0], [0, 1]]), np.array([[0, 0]])]
+    labels = propagate_labels(features, grids, np.array([[1.0, 0.0], [0.0, 1.0]]), topk=2)
+    np.testing.assert_allclose(labels[1], [[0.5, 0.5]])
+    labels = propagate_labels(features, grids, np.array([[1.0, 0.0], [0.0, 1.0]]), topk=2, radius=0)
+    np.testing.assert_allclose(labels[1], [[1.0, 0.0]])  # the other token is outside the neighbourhood
