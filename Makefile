@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_STORE ?= stores/demo.zarr
+DEMO_MODEL ?= tiny-llava-ov
+CAPTURE := $(PY) -m capture --model $(DEMO_MODEL) --overwrite --no-progress
 
 .PHONY: demo test lint bench clean
 
@@ -14,10 +16,19 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m capture --model tiny-llava-ov --dataset synthetic-coco --out $(DEMO_STORE) --overwrite
+	$(CAPTURE) --dataset synthetic-coco --out $(DEMO_STORE)
 	$(PY) -m store validate $(DEMO_STORE)
-	$(PY) -m analyses token-norms --store $(DEMO_STORE) --out figures/demo
-	@echo "store: $(DEMO_STORE)   figures: figures/demo/"
+	$(CAPTURE) --dataset synthetic-correspondence --out stores/demo-correspondence.zarr
+	for kind in normal noisy empty; do \
+		$(CAPTURE) --dataset synthetic-coco --prompt-set $$kind --tokens image,text --out stores/demo-prompt-$$kind.zarr || exit 1; \
+	done
+	$(PY) -m analyses token-norms --store $(DEMO_STORE) --out figures/demo/token-norms
+	$(PY) -m analyses variance --store $(DEMO_STORE) --out figures/demo/variance
+	$(PY) -m analyses clustering --store $(DEMO_STORE) --out figures/demo/clustering
+	$(PY) -m analyses correspondence --store stores/demo-correspondence.zarr --out figures/demo/correspondence
+	$(PY) -m analyses cosine --store stores/demo-prompt-normal.zarr --store stores/demo-prompt-noisy.zarr \
+		--store stores/demo-prompt-empty.zarr --labels normal,noisy,empty --out figures/demo/cosine
+	@echo "stores: stores/   figures: figures/demo/"
 
 test: $(VENV)/.installed
 	$(PY) -m ruff check .

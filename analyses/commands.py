@@ -4,6 +4,7 @@ xarray results as Zarr) and figures (PNG). Returns the paths written."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,9 @@ def run_variance(store_path: Path, out: Path, array: str = "keys", part: str = "
         groups = variance.layer_groups([int(v) for v in values.layer.values], (middle, late))
     keys = variance.input_agnostic_keys(values, chosen, groups)
     keys["store"] = str(store_path)
+    if keys["otsu_and_valley_agree"] is not True:
+        print("warning: Otsu's threshold and the histogram valley do not split the keys alike (or there is no valley):"
+              " the variance distribution may not be bimodal", file=sys.stderr)
     written = [_write_xarray(out / "key_variance.zarr", values),
                variance.write_key_list(keys, out / "input_agnostic_keys.json")]
     written.append(out / "key_variance_hist.png")
