@@ -7,14 +7,12 @@ Each build is byte-identical: the RNG is seeded before construction and weights 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from capture.families import ADAPTERS
-from capture.paths import cache_home
+from capture.paths import cache_home, staged_directory
 
 TINY_BUILD_VERSION = 1  # bump when a tiny config or tokenizer changes
 SEED = 0
@@ -36,19 +34,12 @@ def build_tiny_model(name: str, family: str, out_dir: Path) -> Path:
     model.config.dtype = torch.bfloat16  # real checkpoints are bf16; "auto" picks it up
     processor = adapter.tiny_processor(tokenizer, config)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_dir.parent))
-    try:
+    with staged_directory(out_dir) as staging:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
         (staging / "tiny_build.json").write_text(
             json.dumps({"name": name, "family": family, "version": TINY_BUILD_VERSION, "seed": SEED}) + "\n"
         )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 

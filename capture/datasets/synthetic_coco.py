@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from PIL import Image, ImageDraw
 from capture.datasets.base import Dataset
 from capture.datasets.coco import annotation_paths, open_coco
 from capture.errors import CaptureError
-from capture.paths import cache_home
+from capture.paths import cache_home, staged_directory
 
 GENERATOR_VERSION = 1
 DEFAULT_SPLIT = "val2017"
@@ -46,9 +44,7 @@ def _shape_polygon(category: str, cx: float, cy: float, r: float) -> list[tuple[
 def generate(root: Path, n_images: int = DEFAULT_N_IMAGES, split: str = DEFAULT_SPLIT, seed: int = 0) -> Path:
     """Write the dataset under `root` (replaced whole); the same arguments give the same bytes."""
     rng = np.random.RandomState(seed)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".synthetic-coco-", dir=root.parent))
-    try:
+    with staged_directory(root) as staging:
         (staging / split).mkdir()
         (staging / "annotations").mkdir()
         images, instances, captions = [], [], []
@@ -93,11 +89,6 @@ def generate(root: Path, n_images: int = DEFAULT_N_IMAGES, split: str = DEFAULT_
         (staging / "synthetic_coco.json").write_text(
             json.dumps({"version": GENERATOR_VERSION, "n_images": n_images, "split": split, "seed": seed}) + "\n"
         )
-        if root.exists():
-            shutil.rmtree(root)
-        staging.rename(root)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return root
 
 

@@ -9,8 +9,6 @@ frame. Deterministic: the same version and seed give the same bytes.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ from capture.datasets.base import Dataset
 from capture.datasets.manifest import MANIFEST_NAME, open_manifest
 from capture.datasets.synthetic_coco import CATEGORIES, COLOURS, _shape_polygon
 from capture.errors import CaptureError
-from capture.paths import cache_home
+from capture.paths import cache_home, staged_directory
 
 GENERATOR_VERSION = 1
 N_PAIRS = 6
@@ -94,19 +92,12 @@ def _video(rng: np.random.RandomState, index: int, folder: Path) -> list[dict]:
 def generate(root: Path, seed: int = 0) -> Path:
     """Write the dataset under `root` (replaced whole)."""
     rng = np.random.RandomState(seed)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".synthetic-correspondence-", dir=root.parent))
-    try:
+    with staged_directory(root) as staging:
         records = [_pair(rng, i, staging) for i in range(N_PAIRS)]
         for v in range(N_VIDEOS):
             records += _video(rng, v, staging)
         (staging / MANIFEST_NAME).write_text("".join(json.dumps(r) + "\n" for r in records))
         (staging / "synthetic_correspondence.json").write_text(json.dumps({"version": GENERATOR_VERSION, "seed": seed}) + "\n")
-        if root.exists():
-            shutil.rmtree(root)
-        staging.rename(root)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return root
 
 
