@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--out", type=Path, required=True, help="directory for results and figures")
         return command
 
-    add("token-norms", "hidden-state norms by token kind, and high-norm image tokens")
+    add("token-norms", "hidden-state norms by token kind, and high-norm (register) image tokens per layer")
+    add("registers", "alias of token-norms: image tokens whose norm is 2 std above the mean, per layer")
 
     variance = add("variance", "input-agnostic image keys: per (layer, KV head) key variance across samples")
     variance.add_argument("--array", default="keys", choices=["keys", "keys_prerope", "values"])
@@ -59,6 +60,24 @@ def build_parser() -> argparse.ArgumentParser:
                       help="common clusters are present in more than this share of images")
     clus.add_argument("--min-images", type=int, default=2, help="smallest image set (images sharing a label)")
 
+    lens = add("logit-lens", "final norm + unembedding over hidden states: object hits, caption precision / recall")
+    lens.add_argument("--k", type=int, default=5, help="top tokens kept per position")
+    lens.add_argument("--layer", type=int, help="stream shown in the decoded-token image grid (default: the best)")
+    lens.add_argument("--sample", type=int, default=0, help="sample shown in the decoded-token image grid")
+
+    ffn = add("ffn-memory", "FFN key-value memory over visual prefixes (--template bbox --visual-prefix captures)")
+    ffn.add_argument("--n-keys", type=int, default=3, help="top keys per layer and prefix")
+    ffn.add_argument("--min-cosine", type=float, default=0.5, help="label coherence of a 'coherent' key")
+
+    attention = add("norm-attention", "norm-based attention of the last position (captures with --attention-last)")
+    attention.add_argument("--sample", type=int, default=0, help="sample of the layer x token heatmap")
+
+    probe = add("probing", "few-shot linear probe, text-token segmentation and paired choice per layer and head")
+    probe.add_argument("--array", default="values", choices=["values", "keys", "keys_prerope", "hidden"])
+    probe.add_argument("--part", default="auto", choices=["auto", "base", "grid"])
+    probe.add_argument("--n-support", type=int, default=2, help="support images per label")
+    probe.add_argument("--text-store", type=Path, help="text-only capture of the labels (--samples categories)")
+
     cos = add("cosine", "inter-modal cosine similarity of hidden states per layer", multi_store=True)
     cos.add_argument("--text", default="after_image", choices=["after_image", "all"], help="text tokens compared")
     cos.add_argument("--labels", help="comma-separated curve labels, one per --store")
@@ -67,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 RUNNERS = {
     "token-norms": commands.run_token_norms,
+    "registers": commands.run_token_norms,
+    "logit-lens": commands.run_logit_lens,
+    "ffn-memory": commands.run_ffn_memory,
+    "norm-attention": commands.run_norm_attention,
+    "probing": commands.run_probing,
     "variance": commands.run_variance,
     "correspondence": commands.run_correspondence,
     "clustering": commands.run_clustering,

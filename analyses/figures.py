@@ -122,3 +122,67 @@ def cosine_curves(curves: dict[str, xr.Dataset]) -> Figure:
 def save(figure: Figure, path) -> None:
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def per_layer_lines(series: dict[str, xr.DataArray], ylabel: str, title: str, xlabel: str = "layer") -> Figure:
+    """One line per named series over its single dimension (layer or stream)."""
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    for label, values in series.items():
+        dim = values.dims[0]
+        style = "--" if "random" in label else "-"
+        axis.plot(values[dim].values, values.values, style, marker="o", label=label)
+    axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def decoded_grid(image, tokens, words: list[str], title: str) -> Figure:
+    """The image with each image token's decoded word written at its box centre (logit lens at one layer)."""
+    figure, axis = plt.subplots(figsize=(7, 7 * image.height / max(image.width, 1)))
+    axis.imshow(image)
+    for (x, y), word in zip(tokens.centres * np.array([image.width, image.height]), words, strict=True):
+        shown = "".join(c if c.isprintable() else "·" for c in word.strip())[:8]  # control bytes have no glyph
+        axis.text(x, y, shown, ha="center", va="center", fontsize=6, color="white",
+                  bbox={"facecolor": "black", "alpha": 0.45, "pad": 0.5, "linewidth": 0})
+    axis.set_axis_off()
+    axis.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def coherence_violins(coherence, title: str) -> Figure:
+    """Per layer, violins of the pairwise label cosine of each key's top labels (blue) and of random labels
+    (orange), means as black dots (Jung et al. Figs. 4-5)."""
+    layers = sorted(coherence.layer.unique())
+    figure, axis = plt.subplots(figsize=(max(6, 0.5 * len(layers) + 3), 4))
+    for offset, (kind, colour) in zip((-0.18, 0.18), (("labels", "#4c72b0"), ("random", "#dd8452")), strict=True):
+        data = [coherence[(coherence.layer == layer) & (coherence.kind == kind)].cosine.values for layer in layers]
+        keep = [i for i, d in enumerate(data) if len(d)]
+        if not keep:
+            continue
+        parts = axis.violinplot([data[i] for i in keep], positions=[i + offset for i in keep], widths=0.34,
+                                showextrema=False)
+        for body in parts["bodies"]:
+            body.set_facecolor(colour)
+            body.set_alpha(0.6)
+        axis.scatter([i + offset for i in keep], [np.mean(data[i]) for i in keep], color="black", s=10, zorder=3)
+        axis.plot([], [], color=colour, linewidth=6, label=kind)
+    axis.set_xticks(range(len(layers)), [str(v) for v in layers])
+    axis.set(xlabel="layer", ylabel="pairwise cosine of top-3 labels", title=title)
+    axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def layer_token_heatmap(values: xr.DataArray, kinds: np.ndarray, title: str) -> Figure:
+    """(layer x token) heatmap of one sample's norm-based attention, token kinds marked underneath."""
+    figure, (top, strip) = plt.subplots(2, 1, figsize=(10, 4), height_ratios=(1, 0.08), sharex=True)
+    image = top.imshow(values.values, aspect="auto", cmap="magma", origin="lower", interpolation="nearest")
+    top.set_yticks(range(values.sizes["layer"]), [str(v) for v in values.layer.values])
+    top.set(ylabel="layer", title=title)
+    figure.colorbar(image, ax=[top, strip], label="||alpha f(x)||")
+    strip.imshow(kinds[None, :], aspect="auto", cmap="tab10", vmin=-1, vmax=8, interpolation="nearest")
+    strip.set_yticks([])
+    strip.set_xlabel("token (colour: kind — text / special / image / newline)")
+    return figure

@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ffn-topk", type=int, default=16, help="FFN memory coefficients kept per token (top-k)")
     parser.add_argument("--ffn-dense-tokens", help="also store dense FFN coefficients for these token sets")
     parser.add_argument("--keys-prerope", action="store_true", help="also store keys before RoPE (k_proj output)")
+    parser.add_argument("--attention-last", action="store_true",
+                        help="also store the last position's attention row per layer and head (and o_proj weights)")
     parser.add_argument("--prompt", default=DEFAULT_PROMPT,
                         help="user text of every sample (may name record fields: {caption}, {label}, {categories})")
     parser.add_argument("--template", default=CHAT,
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model, dataset=args.dataset, out=args.out, data_root=args.data_root, split=args.split,
         limit=args.limit, revision=args.revision, dtype=args.dtype, device=args.device, layers=args.layers,
         tokens=args.tokens, ffn_topk=args.ffn_topk, ffn_dense_tokens=args.ffn_dense_tokens,
-        keys_prerope=args.keys_prerope, samples=args.samples, text_only=args.text_only, prompt=args.prompt,
+        keys_prerope=args.keys_prerope, attention_last=args.attention_last, samples=args.samples,
+        text_only=args.text_only, prompt=args.prompt,
         template=args.template, prefix=args.prefix, prompt_set=args.prompt_set, visual_prefix=args.visual_prefix,
         batch_size=args.batch_size, forward_batch=args.forward_batch, overwrite=args.overwrite, progress=not args.no_progress,
     )

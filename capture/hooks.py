@@ -3,6 +3,8 @@
 - the raw output of the last decoder layer (input of the final norm; `hidden_states[-1]` is after it)
 - FFN memory coefficients = input of `mlp.down_proj` = act_fn(gate_proj(x)) * up_proj(x)
 - pre-RoPE keys = output of `self_attn.k_proj` (bias included), on request
+- for attention rows: the last position's query (`q_proj` output) and the rotary cos / sin the decoder
+  computed (M-RoPE included), so the row can be recomputed against the cached keys
 """
 
 from __future__ import annotations
@@ -21,18 +23,21 @@ class Recorded:
     ffn_topk_index: dict[int, torch.Tensor] = field(default_factory=dict)
     ffn_dense: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (batch, seq, ffn_unit)
     keys_prerope: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (batch, seq, kv*head_dim)
+    last_query: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (batch, heads*head_dim), pre-RoPE
+    rotary: tuple[torch.Tensor, torch.Tensor] | None = None  # cos, sin: (batch, seq, head_dim)
 
 
 class ActivationRecorder:
     """Context manager that hooks `decoder` for `layers`; read `.recorded` after each forward."""
 
     def __init__(self, decoder: torch.nn.Module, layers: tuple[int, ...], ffn_topk: int, ffn_dense: bool,
-                 keys_prerope: bool):
+                 keys_prerope: bool, attention_last: bool = False):
         self.decoder = decoder
         self.layers = layers
         self.ffn_topk = ffn_topk
         self.ffn_dense = ffn_dense
         self.keys_prerope = keys_prerope
+        self.attention_last = attention_last
         self.recorded = Recorded()
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -46,6 +51,10 @@ class ActivationRecorder:
             self._handles.append(block.mlp.down_proj.register_forward_pre_hook(self._ffn_hook(layer)))
             if self.keys_prerope:
                 self._handles.append(block.self_attn.k_proj.register_forward_hook(self._k_proj_hook(layer)))
+            if self.attention_last:
+                self._handles.append(block.self_attn.q_proj.register_forward_hook(self._q_proj_hook(layer)))
+        if self.attention_last:
+            self._handles.append(self.decoder.rotary_emb.register_forward_hook(self._on_rotary))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -73,3 +82,32 @@ class ActivationRecorder:
             self.recorded.keys_prerope[layer] = output.detach()
 
         return hook
+
+    def _q_proj_hook(self, layer: int):
+        def hook(module: torch.nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            self.recorded.last_query[layer] = output[:, -1].detach()
+
+        return hook
+
+    def _on_rotary(self, module: torch.nn.Module, args: tuple[torch.Tensor, ...], output: tuple) -> None:
+        cos, sin = output
+        self.recorded.rotary = (cos.detach(), sin.detach())
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def last_attention_row(query: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
+                       scaling: float) -> torch.Tensor:
+    """Attention probabilities (heads, seq) of the last position, float32, recomputed as eager attention does:
+    RoPE on the query (`cos`, `sin`: (head_dim,) at the last position), scores against the cached post-RoPE
+    `keys` (kv_heads, seq, head_dim) in the compute dtype, softmax in float32. The last position sees every
+    token, so no mask applies. `query`: (heads * head_dim,) before RoPE."""
+    kv_heads, _, head_dim = keys.shape
+    q = query.view(-1, head_dim)
+    q = q * cos + rotate_half(q) * sin
+    k = keys.repeat_interleave(q.shape[0] // kv_heads, dim=0)  # GQA: query head h reads KV head h // group
+    scores = torch.einsum("hd,hsd->hs", q, k) * scaling
+    return torch.softmax(scores, dim=-1, dtype=torch.float32)

@@ -20,7 +20,7 @@ import torch
 from capture.datasets import Dataset, ImageLoadError, expand_samples, load_image, open_dataset, record_fields
 from capture.errors import CaptureError
 from capture.families import TokenTable
-from capture.hooks import ActivationRecorder
+from capture.hooks import ActivationRecorder, last_attention_row
 from capture.loading import LoadedModel, open_model, resolve_model
 from capture.prompts import BBOX, CHAT, DEFAULT_PROMPT, PROMPT_SETS, bbox_prompt, build_prompt, fill_fields, prompt_set_text
 from capture.selection import parse_layers, parse_token_sets, select_positions, streams_for
@@ -50,6 +50,7 @@ class CaptureOptions:
     ffn_topk: int = 16
     ffn_dense_tokens: str | None = None
     keys_prerope: bool = False
+    attention_last: bool = False
     samples: str = "images"
     text_only: bool = False
     prompt: str = DEFAULT_PROMPT
@@ -161,6 +162,8 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
         compute_dtype=TORCH_TO_LOGICAL[loaded.dtype],
         keys_prerope=options.keys_prerope,
         ffn_dense=dense_sets is not None,
+        n_heads=text_config.num_attention_heads,
+        attention_last=options.attention_last,
     )
     attrs = _store_attributes(options, loaded, dataset, plan, token_sets, dense_sets, out)
     try:  # every check happens before the (slow) weight loading
@@ -169,7 +172,7 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
         if root is None:
             if out.exists():  # --overwrite of an existing store
                 shutil.rmtree(out)
-            root = create_store(out, plan, attrs, _lens_arrays(loaded, layers))
+            root = create_store(out, plan, attrs, _lens_arrays(loaded, layers, options.attention_last))
     except StoreError as error:
         raise CaptureError(str(error)) from None
     decoder = loaded.adapter.decoder(loaded.model)
@@ -180,7 +183,7 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
     summary = CaptureSummary(out, plan.n_samples, 0, 0, [], 0, 0.0, resumed_shards=len(done))
     try:
         with torch.inference_mode(), ActivationRecorder(
-            decoder, layers, options.ffn_topk, dense_sets is not None, options.keys_prerope
+            decoder, layers, options.ffn_topk, dense_sets is not None, options.keys_prerope, options.attention_last
         ) as recorder:
             for shard in range(plan.n_shards):
                 if shard in done:
@@ -369,6 +372,7 @@ def _allocate(plan: StorePlan, n: int, t_max: int) -> dict[str, np.ndarray]:
 
 def _forward_group(loaded: LoadedModel, recorder: ActivationRecorder, plan: StorePlan,
                    group: list[tuple[int, Prepared]], arrays: dict[str, np.ndarray]) -> None:
+    decoder = loaded.adapter.decoder(loaded.model)
     batch = {
         key: torch.cat([item.inputs[key] for _, item in group]).to(loaded.device)
         for key in group[0][1].inputs
@@ -400,6 +404,11 @@ def _forward_group(loaded: LoadedModel, recorder: ActivationRecorder, plan: Stor
             dense = torch.stack([recorded.ffn_dense[layer][b, pos[rows]] for layer in plan.layers])
             arrays[schema.FFN_DENSE][row][:, item.dense_rows] = _to_storage(dense)
             arrays[schema.FFN_DENSE_SELECTED][row, item.dense_rows] = True
+        if plan.attention_last:
+            cos, sin = recorded.rotary
+            rows = [last_attention_row(recorded.last_query[layer][b], cos[b, -1], sin[b, -1], cache[layer].keys[b],
+                                       decoder.layers[layer].self_attn.scaling)[:, pos] for layer in plan.layers]
+            arrays[schema.ATTENTION_LAST][row, :, :, :n] = torch.stack(rows).cpu().numpy()
         table = item.table.select(item.positions)
         for name, values in table.fields.items():
             arrays[name][row, :n] = values
@@ -413,7 +422,7 @@ def _forward_group(loaded: LoadedModel, recorder: ActivationRecorder, plan: Stor
             arrays["image_width"][row, image] = width
 
 
-def _lens_arrays(loaded: LoadedModel, layers: tuple[int, ...]) -> dict[str, Any]:
+def _lens_arrays(loaded: LoadedModel, layers: tuple[int, ...], attention_last: bool = False) -> dict[str, Any]:
     """What offline lens analyses need, in the compute dtype: final norm, unembedding, vocabulary, down_proj."""
     decoder = loaded.adapter.decoder(loaded.model)
     head = loaded.adapter.unembedding(loaded.model)
@@ -438,6 +447,13 @@ def _lens_arrays(loaded: LoadedModel, layers: tuple[int, ...]) -> dict[str, Any]
         ),
         schema.LAYER: ((schema.LAYER,), np.asarray(layers, dtype=np.int32), "int32", {}),
     }
+    if attention_last:  # norm-based attention needs each head's slice of o_proj
+        arrays[schema.LENS_O_PROJ] = (
+            (schema.LAYER, schema.D_MODEL, schema.ATTN_DIM),
+            [_to_storage(decoder.layers[i].self_attn.o_proj.weight) for i in layers],
+            logical,
+            {},
+        )
     if getattr(head, "bias", None) is not None:
         arrays[schema.LENS_UNEMBEDDING_BIAS] = ((schema.VOCAB,), _to_storage(head.bias), logical, {})
     return {
@@ -470,6 +486,7 @@ def _store_attributes(options: CaptureOptions, loaded: LoadedModel, dataset: Dat
         "ffn_topk_order": "largest signed coefficient first",
         "ffn_dense_tokens": list(dense_sets) if dense_sets else None,
         "keys_prerope": plan.keys_prerope,
+        "attention_last": plan.attention_last,
         "keys_rope": "post-RoPE, as held in the KV cache",
         "samples": options.samples,
         "text_only": options.text_only,

@@ -55,6 +55,8 @@ class StorePlan:
     compute_dtype: str  # "bfloat16" | "float16" | "float32"
     keys_prerope: bool
     ffn_dense: bool
+    n_heads: int = 0  # query heads (needed with attention_last)
+    attention_last: bool = False
 
     @property
     def n_shards(self) -> int:
@@ -67,31 +69,32 @@ class StorePlan:
     def arrays(self, n_token_slots: int = TOKEN_BLOCK) -> list[ArraySpec]:
         """Every data array of the root group with a token axis of `n_token_slots` (a block multiple)."""
         b, t, tb = self.batch_size, n_token_slots, TOKEN_BLOCK
-        itemsize = np.dtype(schema.storage_dtype(self.compute_dtype)).itemsize
         sizes = {
             schema.SAMPLE: self.n_samples, schema.STREAM: len(self.streams), schema.LAYER: len(self.layers),
             schema.KV_HEAD: self.n_kv_heads, schema.TOKEN: t, schema.HEAD_DIM: self.head_dim,
             schema.D_MODEL: self.d_model, schema.FFN_K: self.ffn_topk, schema.FFN_UNIT: self.ffn_units,
-            schema.BOX_COORD: 4, schema.IMAGE: self.max_images,
+            schema.BOX_COORD: 4, schema.IMAGE: self.max_images, schema.HEAD: self.n_heads,
         }
         names = [schema.HIDDEN, schema.KEYS, schema.VALUES, schema.FFN_TOPK_INDEX, schema.FFN_TOPK_VALUE]
         if self.keys_prerope:
             names.append(schema.KEYS_PREROPE)
         if self.ffn_dense:
             names.append(schema.FFN_DENSE)
+        if self.attention_last:
+            names.append(schema.ATTENTION_LAST)
         specs = []
         for name in names:
             dims = schema.ACTIVATION_DIMS[name]
             shape = tuple(sizes[d] for d in dims)
-            dtype = "int32" if name == schema.FFN_TOPK_INDEX else self.compute_dtype
+            dtype = schema.FIXED_DTYPES.get(name, self.compute_dtype)
             # Shard: the whole batch, all layers/heads/features, one token block.
             shards = tuple(b if d == schema.SAMPLE else tb if d == schema.TOKEN else sizes[d] for d in dims)
             # Inner chunk: the batch, one layer/stream/head, as many tokens as fit the byte target.
-            row_bytes = b * shape[-1] * (4 if dtype == "int32" else itemsize)
+            row_bytes = b * shape[-1] * np.dtype(schema.storage_dtype(dtype)).itemsize
             tokens = _largest_power_of_two_at_most(max(1, INNER_CHUNK_BYTES // row_bytes), tb)
             chunks = tuple(
                 b if d == schema.SAMPLE else tokens if d == schema.TOKEN
-                else 1 if d in (schema.STREAM, schema.LAYER, schema.KV_HEAD) else sizes[d]
+                else 1 if d in (schema.STREAM, schema.LAYER, schema.KV_HEAD, schema.HEAD) else sizes[d]
                 for d in dims
             )
             specs.append(ArraySpec(name, dims, shape, dtype, chunks, shards, 0))

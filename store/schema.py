@@ -10,10 +10,11 @@ Layout (Zarr v3, one store per model x dataset x capture settings)::
     ffn_topk_index   (sample, layer, token, ffn_k)              int32
     ffn_topk_value   (sample, layer, token, ffn_k)              compute dtype
     ffn_dense        (sample, layer, token, ffn_unit)           optional, only rows of ffn_dense_selected
+    attention_last   (sample, layer, head, token)               optional float32: the last position's attention row
     token table      (sample, token)                            token_id, position, kind, image_index, ...
     token_box        (sample, token, box_coord)                 float32, normalised x0, y0, x1, y1
     per sample       (sample,) / (sample, image)                sample_id, status, n_tokens, prompt, ...
-    lens/            final norm weight + eps, unembedding, vocabulary, down_proj weights
+    lens/            final norm weight + eps, unembedding, vocabulary, down_proj (and o_proj) weights
     progress/        shard_complete (shard,) -- per-shard completion records, written last
 
 `stream` i is the residual stream entering decoder layer i (0 is the embedding output with the
@@ -35,6 +36,8 @@ SAMPLE = "sample"
 STREAM = "stream"
 LAYER = "layer"
 KV_HEAD = "kv_head"
+HEAD = "head"  # query heads (GQA: head h reads KV head h // (heads / kv_heads))
+ATTN_DIM = "attn_dim"  # heads x head_dim, the input width of o_proj
 TOKEN = "token"
 HEAD_DIM = "head_dim"
 D_MODEL = "d_model"
@@ -53,6 +56,7 @@ KEYS_PREROPE = "keys_prerope"
 FFN_TOPK_INDEX = "ffn_topk_index"
 FFN_TOPK_VALUE = "ffn_topk_value"
 FFN_DENSE = "ffn_dense"
+ATTENTION_LAST = "attention_last"
 
 ACTIVATION_DIMS: dict[str, tuple[str, ...]] = {
     HIDDEN: (SAMPLE, STREAM, TOKEN, D_MODEL),
@@ -62,7 +66,10 @@ ACTIVATION_DIMS: dict[str, tuple[str, ...]] = {
     FFN_TOPK_INDEX: (SAMPLE, LAYER, TOKEN, FFN_K),
     FFN_TOPK_VALUE: (SAMPLE, LAYER, TOKEN, FFN_K),
     FFN_DENSE: (SAMPLE, LAYER, TOKEN, FFN_UNIT),
+    ATTENTION_LAST: (SAMPLE, LAYER, HEAD, TOKEN),
 }
+# Activation arrays kept in a fixed dtype rather than the compute dtype.
+FIXED_DTYPES: dict[str, str] = {FFN_TOPK_INDEX: "int32", ATTENTION_LAST: "float32"}
 
 
 class TokenKind(enum.IntEnum):
@@ -131,6 +138,7 @@ LENS_UNEMBEDDING = "unembedding"  # (vocab, d_model)
 LENS_UNEMBEDDING_BIAS = "unembedding_bias"  # (vocab,) when the head has one
 LENS_VOCABULARY = "vocabulary"  # (vocab,) str
 LENS_DOWN_PROJ = "down_proj_weight"  # (layer, d_model, ffn_unit)
+LENS_O_PROJ = "o_proj_weight"  # (layer, d_model, attn_dim), with attention rows
 
 # progress/ group
 PROGRESS_GROUP = "progress"

@@ -59,10 +59,10 @@ def validate(path: Path) -> list[str]:
         if name in schema.ACTIVATION_DIMS:
             if tuple(dims) != schema.ACTIVATION_DIMS[name]:
                 problems.append(f"{name}: dims {dims}, expected {schema.ACTIVATION_DIMS[name]}")
-            wanted = np.dtype("int32") if name == schema.FFN_TOPK_INDEX else schema.storage_dtype(logical)
+            wanted = schema.storage_dtype(schema.FIXED_DTYPES.get(name, logical))
             if array.dtype != wanted:
                 problems.append(f"{name}: stored as {array.dtype}, expected {wanted} for compute dtype {logical}")
-            if logical in schema.LOGICAL_TO_STORAGE and name != schema.FFN_TOPK_INDEX and \
+            if logical in schema.LOGICAL_TO_STORAGE and name not in schema.FIXED_DTYPES and \
                     array.attrs.get(schema.ATTR_LOGICAL_DTYPE) != logical:
                 problems.append(f"{name}: missing {schema.ATTR_LOGICAL_DTYPE}={logical!r} attribute")
     if list(root[schema.LAYER][...]) != list(config["layers"]):

@@ -1,8 +1,9 @@
-"""`synthetic-correspondence`: a generated manifest of keypoint pairs and short videos with masks.
+"""`synthetic-correspondence`: a generated manifest of keypoint pairs, choice trials and short videos with masks.
 
 Pairs (SPair-71k style): a shape on a textured background, and the same shape moved, rescaled and
 sometimes mirrored on another background; its polygon vertices and centre are the keypoints, with both
-images' object boxes. Videos (DAVIS style): a shape crossing a fixed background, one palette mask per
+images' object boxes. Choice trials (BLINK style): a reference and two candidates, one of the same shape.
+Videos (DAVIS style): a shape crossing a fixed background, one palette mask per
 frame. Deterministic: the same version and seed give the same bytes.
 """
 
@@ -20,7 +21,7 @@ from capture.datasets.synthetic_coco import CATEGORIES, COLOURS, _shape_polygon
 from capture.errors import CaptureError
 from capture.paths import cache_home, staged_directory
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 N_PAIRS = 6
 N_VIDEOS = 2
 N_FRAMES = 6
@@ -65,6 +66,19 @@ def _pair(rng: np.random.RandomState, index: int, folder: Path) -> dict:
             "bboxes": [v[2] for v in views], "category": category}
 
 
+def _choices(pairs: list[dict]) -> list[dict]:
+    """BLINK-style trials: a reference (a pair's first image), the pair's second image and another pair's second
+    image as candidates; `answer` is the index in `images` of the matching one."""
+    trials = []
+    for i, pair in enumerate(pairs):
+        other = pairs[(i + 1) % len(pairs)]
+        match, distractor = pair["images"][1], other["images"][1]
+        candidates, answer = ([match, distractor], 1) if i % 2 == 0 else ([distractor, match], 2)
+        trials.append({"id": f"choice{i:02d}", "images": [pair["images"][0], *candidates], "answer": answer,
+                       "category": pair["category"]})
+    return trials
+
+
 def _video(rng: np.random.RandomState, index: int, folder: Path) -> list[dict]:
     width, height = VIDEO_SIZE
     category = CATEGORIES[(index + 1) % len(CATEGORIES)]
@@ -94,6 +108,7 @@ def generate(root: Path, seed: int = 0) -> Path:
     rng = np.random.RandomState(seed)
     with staged_directory(root) as staging:
         records = [_pair(rng, i, staging) for i in range(N_PAIRS)]
+        records += _choices(records)
         for v in range(N_VIDEOS):
             records += _video(rng, v, staging)
         (staging / MANIFEST_NAME).write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -118,3 +118,33 @@ def local_patch_store(cache_home, transform_manifest, tmp_path_factory) -> Path:
     run_capture(CaptureOptions(model=str(model), dataset="manifest", data_root=transform_manifest, out=out,
                                dtype="fp32", keys_prerope=True, progress=False))
     return out
+
+
+def _capture(tmp_path_factory, name: str, **options) -> Path:
+    out = tmp_path_factory.mktemp(name) / "store.zarr"
+    run_capture(CaptureOptions(model="tiny-llava-ov", out=out, progress=False, **options))
+    return out
+
+
+@pytest.fixture(scope="session")
+def prefix_store(cache_home, synthetic_root, tmp_path_factory) -> Path:
+    """Jung et al.'s visual prefixes: one sample per box, cut before the label, last token only."""
+    return _capture(tmp_path_factory, "prefixes", data_root=synthetic_root, samples="annotations", template="bbox",
+                    visual_prefix=True, tokens="last", limit=12)
+
+
+@pytest.fixture(scope="session")
+def category_text_store(cache_home, synthetic_root, tmp_path_factory) -> Path:
+    """The category names alone (text-only), for text-token segmentation."""
+    return _capture(tmp_path_factory, "categories", data_root=synthetic_root, samples="categories",
+                    template="{image}{text}")
+
+
+@pytest.fixture(scope="session")
+def attention_store(cache_home, synthetic_root, tmp_path_factory) -> Path:
+    return _capture(tmp_path_factory, "attention", data_root=synthetic_root, attention_last=True, limit=3)
+
+
+@pytest.fixture(scope="session")
+def correspondence_store(cache_home, tmp_path_factory) -> Path:
+    return _capture(tmp_path_factory, "correspondence", dataset="synthetic-correspondence")

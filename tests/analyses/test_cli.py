@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import xarray as xr
 
 from analyses.__main__ import main
@@ -55,3 +56,38 @@ def test_local_cluster_workers(plain_store, tmp_path):
     one = xr.open_zarr(tmp_path / "w" / "key_variance.zarr", consolidated=False).key_variance.values
     two = xr.open_zarr(tmp_path / "t" / "key_variance.zarr", consolidated=False).key_variance.values
     assert (one == two).all()
+
+
+def test_logit_lens_cli(plain_store, tmp_path):
+    assert main(["logit-lens", "--store", str(plain_store), "--out", str(tmp_path), "--k", "3"]) == 0
+    summary = json.loads((tmp_path / "logit_lens.json").read_text())
+    assert len(summary["hit_rate"]) == len(summary["streams"]) == 3 and summary["n_object_tokens"] > 0
+    assert len(summary["top_tokens_first_samples"]["0"]["0"][0]) == 3
+    assert list(tmp_path.glob("decoded_grid_sample0_stream*.png")) and (tmp_path / "logit_lens_scores.png").is_file()
+
+
+def test_ffn_memory_cli(prefix_store, tmp_path):
+    assert main(["ffn-memory", "--store", str(prefix_store), "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "ffn_memory.json").read_text())
+    assert summary["n_prefixes"] == 12 and len(summary["agreement"]) == 2
+    for name in ("key_labels.csv", "label_coherence.csv", "coherent_pairs.md", "value_agreement.png"):
+        assert (tmp_path / name).is_file()
+
+
+def test_norm_attention_cli(attention_store, plain_store, tmp_path, capsys):
+    assert main(["norm-attention", "--store", str(attention_store), "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "norm_attention.json").read_text())
+    shares = np.array(summary["norm_share"])  # (kind, layer)
+    np.testing.assert_allclose(shares.sum(axis=0), 1.0, rtol=1e-5)
+    assert (tmp_path / "norm_attention_sample0.png").is_file()
+    assert main(["norm-attention", "--store", str(plain_store), "--out", str(tmp_path / "x")]) == 2
+    assert "--attention-last" in capsys.readouterr().err
+
+
+def test_probing_cli(plain_store, category_text_store, correspondence_store, tmp_path):
+    assert main(["probing", "--store", str(plain_store), "--text-store", str(category_text_store),
+                 "--out", str(tmp_path / "p")]) == 0
+    summary = json.loads((tmp_path / "p" / "probing.json").read_text())
+    assert "linear_probe" in summary and "text_segmentation" in summary
+    assert main(["probing", "--store", str(correspondence_store), "--out", str(tmp_path / "c")]) == 0
+    assert json.loads((tmp_path / "c" / "probing.json").read_text())["paired_choice"]["n_trials"] == 6

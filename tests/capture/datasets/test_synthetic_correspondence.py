@@ -20,6 +20,9 @@ def test_generated_pairs_and_videos(tmp_path):
     assert _digest(root) == _digest(generate(tmp_path / "b"))
     records = open_dataset("synthetic-correspondence", root, None, None).records
     pairs = [r for r in records if len(r.image_paths) == 2]
+    choices = [r for r in records if "answer" in r.annotation]
+    assert len(choices) == N_PAIRS and all(len(r.image_paths) == 3 for r in choices)
+    assert {r.annotation["answer"] for r in choices} == {1, 2}
     frames = [r for r in records if "video" in r.annotation]
     assert len(pairs) == N_PAIRS and len(frames) == N_VIDEOS * N_FRAMES
     for pair in pairs:
