@@ -16,9 +16,12 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	touch $@
 
 demo: $(VENV)/.installed
-	$(CAPTURE) --dataset synthetic-coco --out $(DEMO_STORE)
+	$(CAPTURE) --dataset synthetic-coco --attention-last --out $(DEMO_STORE)
 	$(PY) -m store validate $(DEMO_STORE)
 	$(CAPTURE) --dataset synthetic-correspondence --out stores/demo-correspondence.zarr
+	$(CAPTURE) --dataset synthetic-coco --samples annotations --template bbox --visual-prefix --tokens last \
+		--out stores/demo-prefixes.zarr
+	$(CAPTURE) --dataset synthetic-coco --samples categories --template "{image}{text}" --out stores/demo-categories.zarr
 	for kind in normal noisy empty; do \
 		$(CAPTURE) --dataset synthetic-coco --prompt-set $$kind --tokens image,text --out stores/demo-prompt-$$kind.zarr || exit 1; \
 	done
@@ -28,6 +31,11 @@ demo: $(VENV)/.installed
 	$(PY) -m analyses correspondence --store stores/demo-correspondence.zarr --out figures/demo/correspondence
 	$(PY) -m analyses cosine --store stores/demo-prompt-normal.zarr --store stores/demo-prompt-noisy.zarr \
 		--store stores/demo-prompt-empty.zarr --labels normal,noisy,empty --out figures/demo/cosine
+	$(PY) -m analyses logit-lens --store $(DEMO_STORE) --out figures/demo/logit-lens
+	$(PY) -m analyses ffn-memory --store stores/demo-prefixes.zarr --out figures/demo/ffn-memory
+	$(PY) -m analyses norm-attention --store $(DEMO_STORE) --out figures/demo/norm-attention
+	$(PY) -m analyses probing --store $(DEMO_STORE) --text-store stores/demo-categories.zarr --out figures/demo/probing
+	$(PY) -m analyses probing --store stores/demo-correspondence.zarr --out figures/demo/probing-choice
 	@echo "stores: stores/   figures: figures/demo/"
 
 test: $(VENV)/.installed
