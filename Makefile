@@ -25,6 +25,10 @@ demo: $(VENV)/.installed
 	for kind in normal noisy empty; do \
 		$(CAPTURE) --dataset synthetic-coco --prompt-set $$kind --tokens image,text --out stores/demo-prompt-$$kind.zarr || exit 1; \
 	done
+	for store in $(DEMO_STORE) stores/demo-correspondence.zarr stores/demo-prefixes.zarr stores/demo-categories.zarr; do \
+		$(PY) -m store catalog add $$store --catalog stores/catalog --replace || exit 1; \
+	done
+	$(PY) -m store catalog search model=$(DEMO_MODEL) dataset=synthetic-coco --catalog stores/catalog
 	$(PY) -m analyses token-norms --store $(DEMO_STORE) --out figures/demo/token-norms
 	$(PY) -m analyses variance --store $(DEMO_STORE) --out figures/demo/variance
 	$(PY) -m analyses clustering --store $(DEMO_STORE) --out figures/demo/clustering

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import platform
@@ -61,6 +62,7 @@ class CaptureOptions:
     batch_size: int = 8
     forward_batch: int = 1
     overwrite: bool = False
+    catalog: str | None = None  # register the finished store in this catalog
     progress: bool = True
 
 
@@ -76,7 +78,7 @@ class CaptureSummary:
     resumed_shards: int = 0
     forward_seconds: float = 0.0
     tokens: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    catalog_row: dict[str, Any] | None = None
 
     def lines(self) -> list[str]:
         per_sample = self.bytes_on_disk / max(self.captured, 1)
@@ -87,6 +89,8 @@ class CaptureSummary:
             f"size:     {self.bytes_on_disk / 1e6:.2f} MB on disk ({per_sample / 1e3:.1f} kB per captured sample)",
             f"time:     {self.seconds:.1f} s ({self.forward_seconds:.1f} s in forward passes and extraction)",
         ]
+        if self.catalog_row:
+            out.append(f"catalog:  {self.catalog_row['store_id']} registered as {self.catalog_row['url']}")
         out += [f"skipped:  {reason}" for reason in self.skip_reasons[:10]]
         if len(self.skip_reasons) > 10:
             out.append(f"skipped:  ... and {len(self.skip_reasons) - 10} more (see the store's skip_reason)")
@@ -217,6 +221,13 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
     summary.skipped = int((status == schema.SampleStatus.SKIPPED).sum())
     summary.skip_reasons = [str(r) for r, s in zip(reasons, status) if s == schema.SampleStatus.SKIPPED]
     summary.bytes_on_disk = bytes_on_disk(out)
+    if options.catalog:
+        from store.catalog import CatalogError, add
+
+        try:
+            summary.catalog_row = add(options.catalog, out, replace=True)
+        except CatalogError as error:
+            raise CaptureError(f"the store is complete, but registering it in {options.catalog} failed: {error}") from None
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -502,7 +513,8 @@ def _store_attributes(options: CaptureOptions, loaded: LoadedModel, dataset: Dat
     }
     processor = loaded.processor
     versions = {}
-    for package in ("torch", "transformers", "zarr", "numpy", "xarray", "dask", "tokenizers", "pillow"):
+    for package in ("vlm-activation-cache", "torch", "transformers", "zarr", "numpy", "xarray", "dask", "tokenizers",
+                    "pillow"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -519,6 +531,7 @@ def _store_attributes(options: CaptureOptions, loaded: LoadedModel, dataset: Dat
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "user": getpass.getuser(),
         "command": " ".join(sys.argv),
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
         "out": str(out),

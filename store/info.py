@@ -8,15 +8,20 @@ from store import schema
 from store.validate import open_group
 
 
-def bytes_on_disk(path: Path) -> int:
-    """Total size of the files under the store at `path`."""
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+def bytes_on_disk(path: str | Path) -> int:
+    """Total size of the files under the store at `path` (a local path or an fsspec URL)."""
+    if "://" not in str(path):
+        return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(str(path))
+    return int(fs.du(root))
 
 
 UNIT_NAMES = {"images": "image record", "annotations": "box annotation", "categories": "category name"}
 
 
-def describe(path: Path) -> list[str]:
+def describe(path: str | Path) -> list[str]:
     """Lines describing the store at `path`."""
     root = open_group(path)
     config = root.attrs.get(schema.ATTR_CAPTURE_CONFIG, {})

@@ -16,14 +16,17 @@ REQUIRED_PROVENANCE = ["model_dir", "model_config", "processor", "versions", "cr
 REQUIRED_CONFIG = ["model", "revision", "compute_dtype", "dataset", "layers", "streams", "tokens", "n_samples"]
 
 
-def open_group(path: Path) -> zarr.Group:
+def open_group(path: str | Path) -> zarr.Group:
+    """The store's root group, read-only: a local path, or a URL opened through fsspec."""
     try:
+        if "://" in str(path):
+            return zarr.open_group(str(path), mode="r")
         return zarr.open_group(zarr.storage.LocalStore(path, read_only=True), mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
         raise FileNotFoundError(f"{path} is not a Zarr store") from None
 
 
-def validate(path: Path) -> list[str]:
+def validate(path: str | Path) -> list[str]:
     """All problems found in the store at `path` (empty list: valid)."""
     root = open_group(path)
     attrs = dict(root.attrs)
