@@ -47,7 +47,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
-	$(PY) benchmarks/capture_overhead.py
+	$(PY) -m benchmarks
 
 clean:
 	rm -rf $(VENV) stores figures

@@ -1,12 +1,14 @@
-"""Capture time vs a bare forward pass, and bytes per sample, for the demo model and dataset.
+"""Capture cost against a bare forward pass, measured side by side with interleaved runs.
 
-Both are measured side by side in one run, over the same samples with the same preprocessing:
-  bare:    load the model; per sample: load images, build the prompt, run the processor, model(**inputs)
-  capture: run_capture(...) into a fresh store: the same, plus hooks, hidden states, KV cache, FFN top-k,
-           the token table, store creation (with lens weights) and background writes
-Each is repeated and the fastest repeat is kept. Results are appended to benchmarks/results.md.
+Modes, on the same model and samples, each end to end (model loading included in every mode alike):
+  bare       load the model; per sample: decode the image, build the prompt, run the processor, model(**inputs)
+  hkv        capture hidden states + K + V of all layers and tokens, written to a store (--ffn-topk 0)
+  hkv+topk   the same plus FFN top-16 coefficients (the default capture)
+  hkv+dense  the same plus dense FFN coefficients of every token
+Default model: the mid-sized OneVision in benchmarks/bench_model.py (Qwen2-0.5B text sizes, 4-layer SigLIP,
+1,524 tokens per sample, bf16 on CPU). Targets: hkv <= 1.10 x bare, hkv+topk <= 1.20 x bare.
 
-Usage: python benchmarks/capture_overhead.py [--repeats 3] [--limit 12]
+Usage: python benchmarks/capture_overhead.py [--quick] [--samples 8] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -16,74 +18,80 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_model import bench_images, bench_model_dir
+from common import append_results, peak_rss_mb
 
 from capture.datasets import load_image, open_dataset  # noqa: E402
 from capture.loading import load_model, resolve_model  # noqa: E402
 from capture.prompts import DEFAULT_PROMPT, build_prompt  # noqa: E402
 from capture.run import CaptureOptions, run_capture  # noqa: E402
 
-RESULTS = Path(__file__).with_name("results.md")
+MODES = {
+    "hkv": {"ffn_topk": 0},
+    "hkv+topk": {"ffn_topk": 16},
+    "hkv+dense": {"ffn_topk": 16, "ffn_dense_tokens": "all"},
+}
+TARGETS = {"hkv": 1.10, "hkv+topk": 1.20}
 
 
-def bare_forward_seconds(model_name: str, limit: int) -> float:
+def bare(model: str, images: Path) -> float:
     started = time.perf_counter()
-    loaded = load_model(resolve_model(model_name), "auto", "cpu")
-    records = open_dataset("synthetic-coco", None, None, limit).records
+    loaded = load_model(resolve_model(model), "auto", "cpu")
     with torch.inference_mode():
-        for record in records:
-            images = [load_image(p) for p in record.image_paths]
-            prompt = build_prompt(loaded.processor, "chat", DEFAULT_PROMPT, len(images))
-            loaded.model(**loaded.adapter.processor_inputs(loaded.processor, prompt, images))
+        for record in open_dataset("folder", images, None, None).records:
+            picture = [load_image(p) for p in record.image_paths]
+            prompt = build_prompt(loaded.processor, "chat", DEFAULT_PROMPT, len(picture))
+            loaded.model(**loaded.adapter.processor_inputs(loaded.processor, prompt, picture))
     return time.perf_counter() - started
 
 
-def capture_seconds(model_name: str, limit: int, out: Path) -> tuple[float, int, int]:
+def capture(model: str, images: Path, out: Path, options: dict) -> tuple[float, int, int]:
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    summary = run_capture(CaptureOptions(model=model_name, limit=limit, out=out, progress=False))
+    summary = run_capture(CaptureOptions(model=model, dataset="folder", data_root=images, out=out, progress=False,
+                                         batch_size=2, **options))
     return time.perf_counter() - started, summary.bytes_on_disk, summary.captured
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="tiny-llava-ov")
-    parser.add_argument("--limit", type=int, default=12)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="tiny model, 2 samples, 1 repeat (smoke test)")
+    parser.add_argument("--samples", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    bare_forward_seconds(args.model, args.limit)  # warm-up: builds the tiny model and the dataset
     with tempfile.TemporaryDirectory() as tmp:
-        bare, captured = [], []
-        for _ in range(args.repeats):  # interleaved so both see the same machine state
-            bare.append(bare_forward_seconds(args.model, args.limit))
-            captured.append(capture_seconds(args.model, args.limit, Path(tmp) / "bench.zarr"))
-    best_bare = min(bare)
-    capture_total, bytes_on_disk, n = min(captured)
-    line = (
-        f"| {datetime.now(UTC):%Y-%m-%d} | {args.model} | {n} | {best_bare:.2f} s | {capture_total:.2f} s | "
-        f"{capture_total / best_bare:.2f}x | {bytes_on_disk / n / 1e3:.1f} kB |"
-    )
-    command = f"python benchmarks/capture_overhead.py --model {args.model} --limit {args.limit} --repeats {args.repeats}"
-    if not RESULTS.exists():
-        RESULTS.write_text(
-            "# Benchmarks\n\n## Capture vs bare forward pass (CPU, 2 cores)\n\n"
-            "Both include model loading, image decoding and preprocessing; capture adds hooks, KV cache and\n"
-            "hidden-state extraction, the token table, store creation (with lens weights) and the writes.\n"
-            "Command: `python benchmarks/capture_overhead.py --model MODEL --limit N --repeats R`.\n\n"
-            "| date | model | samples | bare forward | capture | ratio | bytes/sample on disk |\n"
-            "|---|---|---|---|---|---|---|\n"
-        )
-    with RESULTS.open("a") as results:
-        results.write(f"{line}\n")
-    print(line)
-    print(f"(command: {command})")
+        if args.quick:
+            model, images, repeats = "tiny-llava-ov", bench_images(Path(tmp) / "images", 2), 1
+        else:
+            model, images, repeats = str(bench_model_dir()), bench_images(Path(tmp) / "images", args.samples), args.repeats
+        bare(model, images)  # warm-up: page cache, lazy imports
+        times: dict[str, list[float]] = {"bare": [], **{m: [] for m in MODES}}
+        sizes: dict[str, tuple[int, int]] = {}
+        for _ in range(repeats):  # interleaved: every mode sees the same machine state
+            times["bare"].append(bare(model, images))
+            for mode, options in MODES.items():
+                seconds, size, n = capture(model, images, Path(tmp) / f"{mode}.zarr", options)
+                times[mode].append(seconds)
+                sizes[mode] = (size, n)
+    base = min(times["bare"])
+    rows = [f"| mode | seconds (best of {repeats}) | ratio to bare | target | MB on disk per sample |",
+            "|---|---|---|---|---|", f"| bare forward | {base:.2f} | 1.00 | | |"]
+    for mode in MODES:
+        best = min(times[mode])
+        target = TARGETS.get(mode)
+        verdict = "" if target is None else f"<= {target:.2f} {'met' if best / base <= target else 'MISSED'}"
+        size, n = sizes[mode]
+        rows.append(f"| {mode} | {best:.2f} | {best / base:.2f} | {verdict} | {size / max(n, 1) / 1e6:.1f} |")
+    rows.append(f"\nModel {Path(model).name}, {sizes['hkv'][1]} samples, 2 samples per shard, bf16 on CPU, 2 threads. "
+                f"Peak RSS {peak_rss_mb():,.0f} MB.")
+    command = "python benchmarks/capture_overhead.py" + (" --quick" if args.quick else
+                                                         f" --samples {args.samples} --repeats {args.repeats}")
+    append_results("Capture overhead vs bare forward", command, rows)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="store path (default: stores/<model>__<dataset>.zarr)")
     parser.add_argument("--layers", default="all", help="decoder layers: all, or indices/ranges like 0-3,7")
     parser.add_argument("--tokens", default="all", help="token sets stored: all, or any of image,text,last")
-    parser.add_argument("--ffn-topk", type=int, default=16, help="FFN memory coefficients kept per token (top-k)")
+    parser.add_argument("--ffn-topk", type=int, default=16, help="FFN memory coefficients kept per token (top-k; 0: none)")
     parser.add_argument("--ffn-dense-tokens", help="also store dense FFN coefficients for these token sets")
     parser.add_argument("--keys-prerope", action="store_true", help="also store keys before RoPE (k_proj output)")
     parser.add_argument("--attention-last", action="store_true",

@@ -48,7 +48,8 @@ class ActivationRecorder:
         self._handles.append(self.decoder.norm.register_forward_pre_hook(self._on_final_norm))
         for layer in self.layers:
             block = self.decoder.layers[layer]
-            self._handles.append(block.mlp.down_proj.register_forward_pre_hook(self._ffn_hook(layer)))
+            if self.ffn_topk or self.ffn_dense:
+                self._handles.append(block.mlp.down_proj.register_forward_pre_hook(self._ffn_hook(layer)))
             if self.keys_prerope:
                 self._handles.append(block.self_attn.k_proj.register_forward_hook(self._k_proj_hook(layer)))
             if self.attention_last:
@@ -69,9 +70,10 @@ class ActivationRecorder:
         def hook(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             coefficients = args[0].detach()
             # Highest (signed) coefficients: the most activated memory keys (Geva et al.; Jung et al. §4).
-            values, indices = torch.topk(coefficients, self.ffn_topk, dim=-1, sorted=True)
-            self.recorded.ffn_topk_value[layer] = values
-            self.recorded.ffn_topk_index[layer] = indices
+            if self.ffn_topk:
+                values, indices = torch.topk(coefficients, self.ffn_topk, dim=-1, sorted=True)
+                self.recorded.ffn_topk_value[layer] = values
+                self.recorded.ffn_topk_index[layer] = indices
             if self.ffn_dense:
                 self.recorded.ffn_dense[layer] = coefficients
 

@@ -130,8 +130,8 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
         raise CaptureError(f"--batch-size must be at least 1, got {options.batch_size}")
     if options.forward_batch < 1:
         raise CaptureError(f"--forward-batch must be at least 1, got {options.forward_batch}")
-    if options.ffn_topk < 1:
-        raise CaptureError(f"--ffn-topk must be at least 1, got {options.ffn_topk}")
+    if options.ffn_topk < 0:
+        raise CaptureError(f"--ffn-topk must be 0 (no FFN coefficients) or more, got {options.ffn_topk}")
     _check_prompt_options(options)
     token_sets = parse_token_sets(options.tokens)
     dense_sets = parse_token_sets(options.ffn_dense_tokens) if options.ffn_dense_tokens else None
@@ -176,7 +176,8 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
         if root is None:
             if out.exists():  # --overwrite of an existing store
                 shutil.rmtree(out)
-            root = create_store(out, plan, attrs, _lens_arrays(loaded, layers, options.attention_last))
+            root = create_store(out, plan, attrs, _lens_arrays(loaded, layers, options.attention_last,
+                                                               bool(plan.ffn_topk or plan.ffn_dense)))
     except StoreError as error:
         raise CaptureError(str(error)) from None
     decoder = loaded.adapter.decoder(loaded.model)
@@ -406,10 +407,11 @@ def _forward_group(loaded: LoadedModel, recorder: ActivationRecorder, plan: Stor
             prerope = torch.stack([recorded.keys_prerope[layer][b, pos] for layer in plan.layers])  # (L, n, kv*hd)
             prerope = prerope.view(len(plan.layers), n, plan.n_kv_heads, plan.head_dim).transpose(1, 2)
             arrays[schema.KEYS_PREROPE][row, :, :, :n] = _to_storage(prerope)
-        arrays[schema.FFN_TOPK_VALUE][row, :, :n] = _to_storage(
-            torch.stack([recorded.ffn_topk_value[layer][b, pos] for layer in plan.layers]))
-        arrays[schema.FFN_TOPK_INDEX][row, :, :n] = _to_storage(
-            torch.stack([recorded.ffn_topk_index[layer][b, pos] for layer in plan.layers]).to(torch.int32))
+        if plan.ffn_topk:
+            arrays[schema.FFN_TOPK_VALUE][row, :, :n] = _to_storage(
+                torch.stack([recorded.ffn_topk_value[layer][b, pos] for layer in plan.layers]))
+            arrays[schema.FFN_TOPK_INDEX][row, :, :n] = _to_storage(
+                torch.stack([recorded.ffn_topk_index[layer][b, pos] for layer in plan.layers]).to(torch.int32))
         if plan.ffn_dense:
             rows = torch.as_tensor(item.dense_rows, device=loaded.device)
             dense = torch.stack([recorded.ffn_dense[layer][b, pos[rows]] for layer in plan.layers])
@@ -433,7 +435,8 @@ def _forward_group(loaded: LoadedModel, recorder: ActivationRecorder, plan: Stor
             arrays["image_width"][row, image] = width
 
 
-def _lens_arrays(loaded: LoadedModel, layers: tuple[int, ...], attention_last: bool = False) -> dict[str, Any]:
+def _lens_arrays(loaded: LoadedModel, layers: tuple[int, ...], attention_last: bool = False,
+                 with_ffn: bool = True) -> dict[str, Any]:
     """What offline lens analyses need, in the compute dtype: final norm, unembedding, vocabulary, down_proj."""
     decoder = loaded.adapter.decoder(loaded.model)
     head = loaded.adapter.unembedding(loaded.model)
@@ -450,14 +453,15 @@ def _lens_arrays(loaded: LoadedModel, layers: tuple[int, ...], attention_last: b
         schema.LENS_UNEMBEDDING: ((schema.VOCAB, schema.D_MODEL), _to_storage(head.weight), logical, {}),
         schema.LENS_VOCABULARY: ((schema.VOCAB,), np.array(decoded, dtype=object), "str", {}),
         "vocabulary_raw": ((schema.VOCAB,), np.array(raw_tokens, dtype=object), "str", {}),
-        schema.LENS_DOWN_PROJ: (
+        schema.LAYER: ((schema.LAYER,), np.asarray(layers, dtype=np.int32), "int32", {}),
+    }
+    if with_ffn:  # FFN value vectors (columns of down_proj), for the key-value memory analysis
+        arrays[schema.LENS_DOWN_PROJ] = (
             (schema.LAYER, schema.D_MODEL, schema.FFN_UNIT),
             [_to_storage(decoder.layers[i].mlp.down_proj.weight) for i in layers],
             logical,
             {},
-        ),
-        schema.LAYER: ((schema.LAYER,), np.asarray(layers, dtype=np.int32), "int32", {}),
-    }
+        )
     if attention_last:  # norm-based attention needs each head's slice of o_proj
         arrays[schema.LENS_O_PROJ] = (
             (schema.LAYER, schema.D_MODEL, schema.ATTN_DIM),

@@ -75,7 +75,9 @@ class StorePlan:
             schema.D_MODEL: self.d_model, schema.FFN_K: self.ffn_topk, schema.FFN_UNIT: self.ffn_units,
             schema.BOX_COORD: 4, schema.IMAGE: self.max_images, schema.HEAD: self.n_heads,
         }
-        names = [schema.HIDDEN, schema.KEYS, schema.VALUES, schema.FFN_TOPK_INDEX, schema.FFN_TOPK_VALUE]
+        names = [schema.HIDDEN, schema.KEYS, schema.VALUES]
+        if self.ffn_topk:
+            names += [schema.FFN_TOPK_INDEX, schema.FFN_TOPK_VALUE]
         if self.keys_prerope:
             names.append(schema.KEYS_PREROPE)
         if self.ffn_dense:

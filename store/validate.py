@@ -10,8 +10,9 @@ import zarr
 from store import schema
 from store.layout import TOKEN_BLOCK
 
-REQUIRED_ARRAYS = [schema.HIDDEN, schema.KEYS, schema.VALUES, schema.FFN_TOPK_INDEX, schema.FFN_TOPK_VALUE,
-                   *schema.TOKEN_TABLE_FIELDS, schema.TOKEN_BOX, *schema.SAMPLE_FIELDS, schema.LAYER, schema.STREAM]
+REQUIRED_ARRAYS = [schema.HIDDEN, schema.KEYS, schema.VALUES, *schema.TOKEN_TABLE_FIELDS, schema.TOKEN_BOX,
+                   *schema.SAMPLE_FIELDS, schema.LAYER, schema.STREAM]
+FFN_TOPK_ARRAYS = [schema.FFN_TOPK_INDEX, schema.FFN_TOPK_VALUE]  # unless captured with --ffn-topk 0
 REQUIRED_PROVENANCE = ["model_dir", "model_config", "processor", "versions", "created"]
 REQUIRED_CONFIG = ["model", "revision", "compute_dtype", "dataset", "layers", "streams", "tokens", "n_samples"]
 
@@ -40,7 +41,8 @@ def validate(path: str | Path) -> list[str]:
     problems += [f"capture_config lacks {key!r}" for key in REQUIRED_CONFIG if key not in config]
     problems += [f"provenance lacks {key!r}" for key in REQUIRED_PROVENANCE if key not in provenance]
     members = set(root.array_keys())
-    problems += [f"missing array {name!r}" for name in REQUIRED_ARRAYS if name not in members]
+    required = REQUIRED_ARRAYS + (FFN_TOPK_ARRAYS if config.get("ffn_topk", 1) else [])
+    problems += [f"missing array {name!r}" for name in required if name not in members]
     if problems:
         return problems
 
@@ -110,7 +112,9 @@ def _check_lens(root: zarr.Group, config: dict, sizes: dict[str, int]) -> list[s
         return ["missing lens/ group"]
     lens = root[schema.LENS_GROUP]
     problems = []
-    for name in (schema.LENS_NORM_WEIGHT, schema.LENS_UNEMBEDDING, schema.LENS_VOCABULARY, schema.LENS_DOWN_PROJ):
+    with_ffn = bool(config.get("ffn_topk", 1) or config.get("ffn_dense_tokens"))
+    required = [schema.LENS_NORM_WEIGHT, schema.LENS_UNEMBEDDING, schema.LENS_VOCABULARY]
+    for name in required + ([schema.LENS_DOWN_PROJ] if with_ffn else []):
         if name not in lens.array_keys():
             problems.append(f"lens/ lacks {name!r}")
     if problems:
@@ -123,6 +127,6 @@ def _check_lens(root: zarr.Group, config: dict, sizes: dict[str, int]) -> list[s
     vocab, width = lens[schema.LENS_UNEMBEDDING].shape
     if width != d_model or lens[schema.LENS_VOCABULARY].shape != (vocab,):
         problems.append("lens/: unembedding and vocabulary shapes disagree with d_model or each other")
-    if lens[schema.LENS_DOWN_PROJ].shape[:2] != (len(config["layers"]), d_model):
+    if with_ffn and lens[schema.LENS_DOWN_PROJ].shape[:2] != (len(config["layers"]), d_model):
         problems.append(f"lens/{schema.LENS_DOWN_PROJ}: shape {lens[schema.LENS_DOWN_PROJ].shape} does not match layers x d_model")
     return problems

@@ -1,0 +1,31 @@
+"""`python -m benchmarks [--quick]`: every benchmark, one after another, results appended to benchmarks/results.md
+(or $VLM_BENCH_RESULTS). `--quick` is a smoke test for CI (tiny sizes, no timing claims)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = ["store_sizes.py", "correspondence_speed.py", "logit_lens_speed.py", "capture_overhead.py"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--quick", action="store_true", help="smoke test: tiny sizes, under 3 minutes")
+    args = parser.parse_args(argv)
+    for script in BENCHMARKS:
+        started = time.perf_counter()
+        command = [sys.executable, str(HERE / script)] + (["--quick"] if args.quick and script != "store_sizes.py" else [])
+        result = subprocess.run(command, cwd=HERE)
+        print(f"[{script}: exit {result.returncode}, {time.perf_counter() - started:.0f} s]", flush=True)
+        if result.returncode:
+            return result.returncode
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Shared helpers: machine description, timing, peak memory, and appending results with their command."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+RESULTS = Path(os.environ.get("VLM_BENCH_RESULTS") or Path(__file__).with_name("results.md"))
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def machine() -> str:
+    """CPU model, cores, memory, Python and torch versions, in one line."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        memory = int(next(line for line in Path("/proc/meminfo").read_text().splitlines()
+                          if line.startswith("MemTotal")).split()[1]) / 2**20
+    except (OSError, StopIteration):
+        memory = float("nan")
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = "none"
+    return (f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, Python {platform.python_version()}, "
+            f"torch {torch_version}")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def best_of(function: Callable[[], object], repeats: int) -> float:
+    """Fastest wall time of `repeats` calls, in seconds."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def append_results(title: str, command: str, lines: list[str]) -> None:
+    """Append a dated section with the command that produced it to benchmarks/results.md."""
+    header = "" if RESULTS.exists() else "# Benchmarks\n\nEach section: date, machine, the command, its figures.\n"
+    with RESULTS.open("a") as out:
+        out.write(f"{header}\n## {title} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)\n\n")
+        out.write(f"Machine: {machine()}  \nCommand: `{command}`\n\n")
+        out.write("\n".join(lines) + "\n")
+    print("\n".join([f"## {title}", *lines]))

@@ -1,0 +1,63 @@
+"""Nearest-neighbour correspondence speed: faiss vs numpy brute force on image value tokens.
+
+One image pair = 729 tokens x 128 dims per KV head, for every KV head and layer of a 7B-sized model
+(28 layers x 4 KV heads): pairs/s for k=1 and k=5, and whether both give the same neighbours. Numpy is
+given its fast path (float32 matmul + argpartition); `analyses.neighbours.brute_force` is the float64 reference
+the tests use.
+Usage: python benchmarks/correspondence_speed.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+from common import append_results, best_of, peak_rss_mb
+
+from analyses import neighbours  # noqa: E402
+
+
+def numpy_search(queries: np.ndarray, database: np.ndarray, k: int, metric: str = "cosine"):
+    """Numpy's best effort: float32 matmul of normalised vectors, argpartition for the top k."""
+    q, db = neighbours.prepare(queries, metric), neighbours.prepare(database, metric)
+    scores = q @ db.T
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k > 1 else scores.argmax(axis=1)[:, None]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+    indices = np.take_along_axis(top, order, axis=1)
+    return np.take_along_axis(scores, indices, axis=1), indices
+
+
+def faiss_search(queries: np.ndarray, database: np.ndarray, k: int, metric: str = "cosine"):
+    return neighbours.search(queries, database, k, metric, device="cpu")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="a few heads only (smoke test)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    layers, heads, tokens, dims = (2, 2, 729, 128) if args.quick else (28, 4, 729, 128)
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(layers, heads, tokens, dims)).astype(np.float32)
+    target = rng.normal(size=(layers, heads, tokens, dims)).astype(np.float32)
+    neighbours.limit_threads(2)
+
+    def sweep(search, k):
+        return [search(source[li, hi], target[li, hi], k, "cosine")[1] for li in range(layers) for hi in range(heads)]
+
+    rows = ["| k | faiss pairs/s | numpy pairs/s | faiss / numpy | same neighbours |", "|---|---|---|---|---|"]
+    for k in (1, 5):
+        faiss_time = best_of(lambda k=k: sweep(faiss_search, k), args.repeats)
+        numpy_time = best_of(lambda k=k: sweep(numpy_search, k), args.repeats)
+        same = np.mean([np.array_equal(a, b) for a, b in zip(sweep(faiss_search, k), sweep(numpy_search, k), strict=True)])
+        rows.append(f"| {k} | {1 / faiss_time:.2f} | {1 / numpy_time:.2f} | {numpy_time / faiss_time:.1f}x | "
+                    f"{same:.1%} of heads |")
+    rows.append(f"\nOne pair = {layers} layers x {heads} KV heads x {tokens} tokens x {dims} dims (cosine). "
+                f"Peak RSS {peak_rss_mb():.0f} MB.")
+    append_results("Correspondence: faiss vs numpy", "python benchmarks/correspondence_speed.py" +
+                   (" --quick" if args.quick else ""), rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
