@@ -3,6 +3,7 @@
 Modes, on the same model and samples, each end to end (model loading included in every mode alike):
   bare       load the model; per sample: decode the image, build the prompt, run the processor, model(**inputs)
   hkv        capture hidden states + K + V of all layers and tokens, written to a store (--ffn-topk 0)
+  hkv, zstd  the same with zstd-1 compression of the activation arrays (--compression zstd)
   hkv+topk   the same plus FFN top-16 coefficients (the default capture)
   hkv+dense  the same plus dense FFN coefficients of every token
 Default model: the mid-sized OneVision in benchmarks/bench_model.py (Qwen2-0.5B text sizes, 4-layer SigLIP,
@@ -31,6 +32,7 @@ from capture.run import CaptureOptions, run_capture  # noqa: E402
 
 MODES = {
     "hkv": {"ffn_topk": 0},
+    "hkv, zstd": {"ffn_topk": 0, "compression": "zstd"},
     "hkv+topk": {"ffn_topk": 16},
     "hkv+dense": {"ffn_topk": 16, "ffn_dense_tokens": "all"},
 }

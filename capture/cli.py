@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ffn-topk", type=int, default=16, help="FFN memory coefficients kept per token (top-k; 0: none)")
     parser.add_argument("--ffn-dense-tokens", help="also store dense FFN coefficients for these token sets")
     parser.add_argument("--keys-prerope", action="store_true", help="also store keys before RoPE (k_proj output)")
+    parser.add_argument("--compression", default="none", choices=["none", "zstd"],
+                        help="codec of the activation arrays: none (fastest; lossless codecs save only a few percent on "
+                             "activations) or zstd level 1")
+    parser.add_argument("--keep-mantissa-bits", type=int, metavar="N",
+                        help="lossy: round activations to N mantissa bits before writing (with --compression zstd); "
+                             "the relative error bound 2^-(N+1) is recorded in the store")
     parser.add_argument("--attention-last", action="store_true",
                         help="also store the last position's attention row per layer and head (and o_proj weights)")
     parser.add_argument("--prompt", default=DEFAULT_PROMPT,
@@ -64,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model, dataset=args.dataset, out=args.out, data_root=args.data_root, split=args.split,
         limit=args.limit, revision=args.revision, dtype=args.dtype, device=args.device, layers=args.layers,
         tokens=args.tokens, ffn_topk=args.ffn_topk, ffn_dense_tokens=args.ffn_dense_tokens,
-        keys_prerope=args.keys_prerope, attention_last=args.attention_last, samples=args.samples,
+        keys_prerope=args.keys_prerope, attention_last=args.attention_last, compression=args.compression,
+        keep_mantissa_bits=args.keep_mantissa_bits, samples=args.samples,
         text_only=args.text_only, prompt=args.prompt,
         template=args.template, prefix=args.prefix, prompt_set=args.prompt_set, visual_prefix=args.visual_prefix,
         batch_size=args.batch_size, forward_batch=args.forward_batch, overwrite=args.overwrite, progress=not args.no_progress,

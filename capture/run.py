@@ -28,8 +28,13 @@ from capture.selection import parse_layers, parse_token_sets, select_positions, 
 from store import schema
 from store.info import bytes_on_disk
 from store.layout import TOKEN_BLOCK, StorePlan
+from store.lossy import FORMATS as LOSSY_FORMATS
+from store.lossy import max_relative_error, round_mantissa
 from store.writer import ShardPayload, ShardWriter, StoreError, completed_shards, create_store, open_for_resume
 
+COMPRESSIONS = ("none", "zstd")
+# Arrays in the compute dtype that --keep-mantissa-bits rounds (attention rows and indices stay exact).
+LOSSY_ARRAYS = (schema.HIDDEN, schema.KEYS, schema.VALUES, schema.KEYS_PREROPE, schema.FFN_TOPK_VALUE, schema.FFN_DENSE)
 TORCH_TO_LOGICAL = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
 
 
@@ -52,6 +57,8 @@ class CaptureOptions:
     ffn_dense_tokens: str | None = None
     keys_prerope: bool = False
     attention_last: bool = False
+    compression: str = "none"
+    keep_mantissa_bits: int | None = None  # lossy: round activations to this many mantissa bits before writing
     samples: str = "images"
     text_only: bool = False
     prompt: str = DEFAULT_PROMPT
@@ -130,6 +137,10 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
         raise CaptureError(f"--batch-size must be at least 1, got {options.batch_size}")
     if options.forward_batch < 1:
         raise CaptureError(f"--forward-batch must be at least 1, got {options.forward_batch}")
+    if options.keep_mantissa_bits is not None and options.compression == "none":
+        raise CaptureError("--keep-mantissa-bits only saves space with a codec: add --compression zstd")
+    if options.compression not in COMPRESSIONS:
+        raise CaptureError(f"--compression {options.compression!r}: choose from {', '.join(COMPRESSIONS)}")
     if options.ffn_topk < 0:
         raise CaptureError(f"--ffn-topk must be 0 (no FFN coefficients) or more, got {options.ffn_topk}")
     _check_prompt_options(options)
@@ -168,7 +179,13 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
         ffn_dense=dense_sets is not None,
         n_heads=text_config.num_attention_heads,
         attention_last=options.attention_last,
+        compression=options.compression,
     )
+    if options.keep_mantissa_bits is not None:
+        mantissa = LOSSY_FORMATS[plan.compute_dtype][1]
+        if not 0 <= options.keep_mantissa_bits <= mantissa:
+            raise CaptureError(f"--keep-mantissa-bits must be 0..{mantissa} for {plan.compute_dtype}, "
+                               f"got {options.keep_mantissa_bits}")
     attrs = _store_attributes(options, loaded, dataset, plan, token_sets, dense_sets, out)
     try:  # every check happens before the (slow) weight loading
         root = open_for_resume(out, attrs, options.overwrite)
@@ -198,7 +215,8 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
                     for i in plan.shard_samples(shard)
                 ]
                 t0 = time.perf_counter()
-                payload = _capture_shard(loaded, recorder, plan, shard, prepared, dataset, options.forward_batch)
+                payload = _capture_shard(loaded, recorder, plan, shard, prepared, dataset, options.forward_batch,
+                                         options.keep_mantissa_bits)
                 summary.forward_seconds += time.perf_counter() - t0
                 writer.submit(payload)
                 ok = [p for p in prepared if not p.skip_reason]
@@ -345,7 +363,8 @@ def _to_storage(tensor: torch.Tensor) -> np.ndarray:
 
 
 def _capture_shard(loaded: LoadedModel, recorder: ActivationRecorder, plan: StorePlan, shard: int,
-                   prepared: list[Prepared], dataset: Dataset, forward_batch: int) -> ShardPayload:
+                   prepared: list[Prepared], dataset: Dataset, forward_batch: int,
+                   keep_bits: int | None = None) -> ShardPayload:
     n = len(prepared)
     t_max = max([len(p.positions) for p in prepared if not p.skip_reason], default=0)
     arrays = _allocate(plan, n, t_max)
@@ -368,6 +387,10 @@ def _capture_shard(loaded: LoadedModel, recorder: ActivationRecorder, plan: Stor
             groups.append([(row, item)])
     for group in groups:
         _forward_group(loaded, recorder, plan, group, arrays)
+    if keep_bits is not None:
+        for name in LOSSY_ARRAYS:
+            if name in arrays:
+                round_mantissa(arrays[name], plan.compute_dtype, keep_bits)
     return ShardPayload(shard, arrays, t_max)
 
 
@@ -513,6 +536,9 @@ def _store_attributes(options: CaptureOptions, loaded: LoadedModel, dataset: Dat
         "batch_size": plan.batch_size,
         "forward_batch": options.forward_batch,
         "token_block": TOKEN_BLOCK,
+        "compression": plan.compression,
+        "keep_mantissa_bits": options.keep_mantissa_bits,
+        "max_relative_error": None if options.keep_mantissa_bits is None else max_relative_error(options.keep_mantissa_bits),
         "schema_version": schema.SCHEMA_VERSION,
     }
     processor = loaded.processor

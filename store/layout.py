@@ -28,6 +28,7 @@ class ArraySpec:
     chunks: tuple[int, ...]
     shards: tuple[int, ...] | None
     fill_value: object
+    compression: str = "zstd"  # "none" | "zstd"
 
     @property
     def storage_dtype(self) -> np.dtype | type:
@@ -57,6 +58,7 @@ class StorePlan:
     ffn_dense: bool
     n_heads: int = 0  # query heads (needed with attention_last)
     attention_last: bool = False
+    compression: str = "none"  # activation arrays: "none" or "zstd" (level 1); small arrays always use zstd
 
     @property
     def n_shards(self) -> int:
@@ -99,7 +101,7 @@ class StorePlan:
                 else 1 if d in (schema.STREAM, schema.LAYER, schema.KV_HEAD, schema.HEAD) else sizes[d]
                 for d in dims
             )
-            specs.append(ArraySpec(name, dims, shape, dtype, chunks, shards, 0))
+            specs.append(ArraySpec(name, dims, shape, dtype, chunks, shards, 0, self.compression))
         for name, (dtype, fill) in schema.TOKEN_TABLE_FIELDS.items():
             specs.append(ArraySpec(name, (schema.SAMPLE, schema.TOKEN), (self.n_samples, t), dtype.name, (b, tb), None, fill))
         specs.append(ArraySpec(schema.TOKEN_BOX, (schema.SAMPLE, schema.TOKEN, schema.BOX_COORD),

@@ -44,7 +44,12 @@ def _create_array(group: zarr.Group, spec: ArraySpec) -> zarr.Array:
     attrs: dict[str, Any] = {}
     if spec.logical_dtype in schema.LOGICAL_TO_STORAGE:
         attrs[schema.ATTR_LOGICAL_DTYPE] = spec.logical_dtype
-    compressors = None if spec.logical_dtype == "str" else ZstdCodec(level=1)
+    if spec.logical_dtype == "str":
+        compressors: Any = "auto"  # zarr's default for variable-length strings
+    elif spec.compression == "none":
+        compressors = None
+    else:
+        compressors = ZstdCodec(level=1)
     return group.create_array(
         spec.name,
         shape=spec.shape,
@@ -53,7 +58,7 @@ def _create_array(group: zarr.Group, spec: ArraySpec) -> zarr.Array:
         shards=spec.shards,
         fill_value=spec.fill_value,
         dimension_names=spec.dims,
-        compressors=compressors if compressors is not None else "auto",
+        compressors=compressors,
         attributes=attrs,
     )
 
