@@ -9,7 +9,7 @@ import ml_dtypes
 import numpy as np
 
 from store import schema
-from store.layout import StorePlan, token_slots_for
+from store.layout import StorePlan, empty_arrays, token_slots_for
 from store.lossy import round_mantissa
 from store.writer import ShardPayload, ShardWriter, create_store
 
@@ -26,15 +26,7 @@ def bench_plan(n_samples: int, batch_size: int = 2, layers: int = 24, compressio
 
 def payload(plan: StorePlan, shard: int, tokens: int, rng: np.random.Generator, keep_bits: int | None = None) -> ShardPayload:
     """One shard of `tokens` image tokens per sample, every sample captured."""
-    rows = len(plan.shard_samples(shard))
-    slots = token_slots_for(tokens)
-    arrays: dict[str, np.ndarray] = {}
-    for spec in plan.arrays(n_token_slots=slots):
-        shape = (rows, *spec.shape[1:])
-        if spec.logical_dtype == "str":
-            arrays[spec.name] = np.full(shape, "", dtype=object)
-        else:
-            arrays[spec.name] = np.full(shape, spec.fill_value, dtype=spec.storage_dtype)
+    arrays = empty_arrays(plan, len(plan.shard_samples(shard)), token_slots_for(tokens))
     for name in ACTIVATIONS:
         array = arrays[name]
         axis = schema.ACTIVATION_DIMS[name].index(schema.TOKEN)

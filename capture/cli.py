@@ -10,7 +10,7 @@ from capture.datasets import DATASETS, SAMPLE_UNITS
 from capture.errors import CaptureError
 from capture.prompts import CHAT, DEFAULT_PROMPT, PROMPT_SETS
 from capture.registry import ALIASES, TINY_MODELS
-from capture.run import CaptureOptions, default_out, run_capture
+from capture.run import COMPRESSIONS, CaptureOptions, default_out, run_capture
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ffn-topk", type=int, default=16, help="FFN memory coefficients kept per token (top-k; 0: none)")
     parser.add_argument("--ffn-dense-tokens", help="also store dense FFN coefficients for these token sets")
     parser.add_argument("--keys-prerope", action="store_true", help="also store keys before RoPE (k_proj output)")
-    parser.add_argument("--compression", default="none", choices=["none", "zstd"],
+    parser.add_argument("--compression", default="none", choices=COMPRESSIONS,
                         help="codec of the activation arrays: none (fastest; lossless codecs save only a few percent on "
                              "activations) or zstd level 1")
     parser.add_argument("--keep-mantissa-bits", type=int, metavar="N",

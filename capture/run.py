@@ -27,7 +27,7 @@ from capture.prompts import BBOX, CHAT, DEFAULT_PROMPT, PROMPT_SETS, bbox_prompt
 from capture.selection import parse_layers, parse_token_sets, select_positions, streams_for
 from store import schema
 from store.info import bytes_on_disk
-from store.layout import TOKEN_BLOCK, StorePlan
+from store.layout import TOKEN_BLOCK, StorePlan, empty_arrays
 from store.lossy import FORMATS as LOSSY_FORMATS
 from store.lossy import max_relative_error, round_mantissa
 from store.writer import ShardPayload, ShardWriter, StoreError, completed_shards, create_store, open_for_resume
@@ -367,7 +367,7 @@ def _capture_shard(loaded: LoadedModel, recorder: ActivationRecorder, plan: Stor
                    keep_bits: int | None = None) -> ShardPayload:
     n = len(prepared)
     t_max = max([len(p.positions) for p in prepared if not p.skip_reason], default=0)
-    arrays = _allocate(plan, n, t_max)
+    arrays = empty_arrays(plan, n, t_max)
     for row, item in enumerate(prepared):
         record = dataset.records[item.index]
         arrays["sample_id"][row] = record.sample_id
@@ -392,17 +392,6 @@ def _capture_shard(loaded: LoadedModel, recorder: ActivationRecorder, plan: Stor
             if name in arrays:
                 round_mantissa(arrays[name], plan.compute_dtype, keep_bits)
     return ShardPayload(shard, arrays, t_max)
-
-
-def _allocate(plan: StorePlan, n: int, t_max: int) -> dict[str, np.ndarray]:
-    arrays = {}
-    for spec in plan.arrays(n_token_slots=t_max):
-        shape = (n, *spec.shape[1:])
-        if spec.logical_dtype == "str":
-            arrays[spec.name] = np.full(shape, spec.fill_value, dtype=object)
-        else:
-            arrays[spec.name] = np.full(shape, spec.fill_value, dtype=spec.storage_dtype)
-    return arrays
 
 
 def _forward_group(loaded: LoadedModel, recorder: ActivationRecorder, plan: StorePlan,

@@ -117,6 +117,17 @@ class StorePlan:
         return specs
 
 
+def empty_arrays(plan: StorePlan, n_rows: int, n_token_slots: int) -> dict[str, np.ndarray]:
+    """Every array of one shard payload, `n_rows` samples by `n_token_slots` tokens, filled with fill values in the
+    on-disk dtype (strings as object arrays)."""
+    arrays = {}
+    for spec in plan.arrays(n_token_slots=n_token_slots):
+        shape = (n_rows, *spec.shape[1:])
+        dtype = object if spec.logical_dtype == "str" else spec.storage_dtype
+        arrays[spec.name] = np.full(shape, spec.fill_value, dtype=dtype)
+    return arrays
+
+
 def token_slots_for(n_tokens: int) -> int:
     """The token-axis length (whole blocks) that holds `n_tokens`."""
     return max(1, -(-n_tokens // TOKEN_BLOCK)) * TOKEN_BLOCK
