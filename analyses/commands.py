@@ -13,7 +13,7 @@ import xarray as xr
 
 import store.reader
 from analyses import clustering, correspondence, cosine, figures, token_norms, variance
-from analyses.tokens import captured_samples
+from analyses.tokens import captured_samples, n_images, sample_annotation
 from store.schema import ImagePart
 
 
@@ -164,7 +164,7 @@ def run_clustering(store_path: Path, out: Path, array: str = "values", part: str
 def _labels_per_sample(ds: xr.Dataset) -> dict[int, list[str]]:
     labels = {}
     for sample in captured_samples(ds):
-        annotation = json.loads(str(ds.annotation.values[sample]) or "{}")
+        annotation = sample_annotation(ds, sample)
         found = list(annotation.get("categories", [])) or [o["label"] for o in annotation.get("objects", [])]
         labels[int(sample)] = sorted(set(found))
     return labels
@@ -174,7 +174,7 @@ def _image_sets_by_label(ds: xr.Dataset, min_images: int) -> dict[str, list[int]
     """Co-segmentation sets: the single-image samples sharing each label (at least `min_images` of them)."""
     sets: dict[str, list[int]] = {}
     for sample, labels in _labels_per_sample(ds).items():
-        if int((ds.image_height.values[sample] > 0).sum()) != 1:
+        if n_images(ds, sample) != 1:
             continue
         for label in labels:
             sets.setdefault(label, []).append(sample)
@@ -210,7 +210,7 @@ def _markdown(table: Any) -> str:
 
 
 def _captions(ds: xr.Dataset, samples: list[int]) -> dict[int, list[str]]:
-    return {s: json.loads(str(ds.annotation.values[s]) or "{}").get("captions", []) for s in samples}
+    return {s: sample_annotation(ds, s).get("captions", []) for s in samples}
 
 
 def run_logit_lens(store_path: Path, out: Path, k: int = 5, layer: int | None = None, sample: int = 0,
@@ -222,7 +222,7 @@ def run_logit_lens(store_path: Path, out: Path, k: int = 5, layer: int | None = 
 
     ds = store.reader.open(store_path)
     lens = logit_lens.Lens.from_store(store.reader.open_lens(store_path), ds.attrs["capture_config"]["compute_dtype"])
-    samples = [int(s) for s in captured_samples(ds) if int((ds.image_height.values[s] > 0).sum()) >= 1]
+    samples = [int(s) for s in captured_samples(ds) if n_images(ds, s) >= 1]
     streams = ds.stream.values
     decoded = logit_lens.image_top_tokens(ds, lens, samples, k=k)
     masks = {}

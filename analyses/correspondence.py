@@ -12,7 +12,6 @@ are upsampled to pixels and scored with the DAVIS region (J, IoU) and boundary (
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,17 @@ from skimage.morphology import disk
 from skimage.segmentation import find_boundaries
 
 from analyses import neighbours
-from analyses.tokens import ImageTokens, captured_samples, image_tokens, labels_to_tokens, token_at, tokens_to_pixels, unit_vectors
+from analyses.tokens import (
+    ImageTokens,
+    captured_samples,
+    image_tokens,
+    labels_to_tokens,
+    n_images,
+    sample_annotation,
+    token_at,
+    tokens_to_pixels,
+    unit_vectors,
+)
 
 # ---------------------------------------------------------------------------------------------------------
 # semantic correspondence
@@ -45,8 +54,8 @@ def keypoint_pairs(ds: xr.Dataset) -> list[KeypointPair]:
     [[source points], [target points]] (a manifest field); `bboxes` [[src box], [tgt box]] when given."""
     pairs = []
     for sample in captured_samples(ds):
-        annotation = json.loads(str(ds.annotation.values[sample]) or "{}")
-        if "keypoints" not in annotation or int((ds.image_height.values[sample] > 0).sum()) < 2:
+        annotation = sample_annotation(ds, sample)
+        if "keypoints" not in annotation or n_images(ds, sample) < 2:
             continue
         source, target = (np.array([p if p is not None else [np.nan, np.nan] for p in points], np.float64).reshape(-1, 2)
                           for points in annotation["keypoints"][:2])
@@ -144,7 +153,7 @@ def videos(ds: xr.Dataset) -> list[Video]:
     frame), or single-image samples sharing a `video` name, ordered by `frame`, each with a `masks` path."""
     found: dict[str, list[tuple[float, tuple[int, int], str]]] = {}
     for sample in captured_samples(ds):
-        annotation = json.loads(str(ds.annotation.values[sample]) or "{}")
+        annotation = sample_annotation(ds, sample)
         masks = annotation.get("masks")
         if isinstance(masks, list) and len(masks) > 1:
             found[f"sample-{sample}"] = [(i, (int(sample), i), m) for i, m in enumerate(masks)]

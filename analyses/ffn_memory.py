@@ -13,7 +13,6 @@ name the most activated keys of each layer; the value of key j is column j of do
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from itertools import combinations
 
@@ -22,7 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from analyses.lens import Lens, matches
-from analyses.tokens import captured_samples
+from analyses.tokens import captured_samples, sample_annotation
 
 
 def prefix_labels(ds: xr.Dataset) -> pd.DataFrame:
@@ -30,7 +29,7 @@ def prefix_labels(ds: xr.Dataset) -> pd.DataFrame:
     visual prefix) and the row of its last stored token. Samples without an object label are left out."""
     rows = []
     for sample in captured_samples(ds):
-        annotation = json.loads(str(ds.annotation.values[sample]) or "{}")
+        annotation = sample_annotation(ds, sample)
         label = (annotation.get("object") or {}).get("label") or annotation.get("label")
         if label is None:
             continue

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from functools import cache
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from analyses.correspondence import load_mask
+from analyses.tokens import sample_annotation
 
 COCO_DATASETS = ("coco", "synthetic-coco")
 
@@ -29,7 +29,7 @@ def object_masks(ds: xr.Dataset, sample: int) -> dict[str, np.ndarray]:
     """Binary (H, W) masks of sample's image 0 by label: COCO categories (union of their instances), or a
     manifest record's `masks` file (each non-zero id as label "1", "2", ...)."""
     config = ds.attrs["capture_config"]
-    annotation = json.loads(str(ds.annotation.values[sample]) or "{}")
+    annotation = sample_annotation(ds, sample)
     if config["dataset"] in COCO_DATASETS:
         root = Path(config["data_root"])
         path = root / "annotations" / f"instances_{config['split']}.json"

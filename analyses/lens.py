@@ -8,6 +8,7 @@ the weight in that dtype; the product with the unembedding is then taken in floa
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import ml_dtypes
@@ -94,12 +95,17 @@ def normalise_word(text: str) -> str:
     return re.sub(r"[^\w]", "", text.strip().lower())
 
 
-def caption_words(captions: list[str]) -> set[str]:
-    """Content words of captions: lower-cased, punctuation removed, English stop words dropped."""
+def content_words(words: Iterable[str]) -> set[str]:
+    """Normalised words, empty ones and English stop words dropped."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    words = {normalise_word(w) for caption in captions for w in caption.split()}
-    return {w for w in words if w and w not in ENGLISH_STOP_WORDS}
+    normalised = {normalise_word(w) for w in words}
+    return {w for w in normalised if w and w not in ENGLISH_STOP_WORDS}
+
+
+def caption_words(captions: list[str]) -> set[str]:
+    """Content words of captions: lower-cased, punctuation removed, English stop words dropped."""
+    return content_words(w for caption in captions for w in caption.split())
 
 
 def matches(token_text: str, word: str, min_prefix: int = 3) -> bool:
@@ -111,10 +117,7 @@ def matches(token_text: str, word: str, min_prefix: int = 3) -> bool:
 
 def precision_recall(decoded: list[str], captions: list[str]) -> tuple[float, float]:
     """Precision and recall of the set of decoded words against the captions' content words."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    words = {normalise_word(t) for t in decoded}
-    words = {w for w in words if w and w not in ENGLISH_STOP_WORDS}
+    words = content_words(decoded)
     truth = caption_words(captions)
     if not words or not truth:
         return float("nan"), float("nan")

@@ -13,14 +13,23 @@ accumulated over query images; mIoU is their mean.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
-from analyses.tokens import ImageTokens, captured_samples, image_tokens, labels_to_tokens, tokens_to_pixels, unit_vectors
+from analyses.tokens import (
+    ImageTokens,
+    as_units,
+    captured_samples,
+    image_tokens,
+    labels_to_tokens,
+    n_images,
+    sample_annotation,
+    tokens_to_pixels,
+    unit_vectors,
+)
 from store.schema import TokenKind
 
 Truth = Callable[[int], np.ndarray]  # sample -> (H, W) bool foreground of its image 0
@@ -105,7 +114,7 @@ def text_segmentation(image_ds: xr.Dataset, samples: list[int], text_ds: xr.Data
         tokens = image_tokens(image_ds, sample, 0, part=part)
         vectors = unit_vectors(image_ds, array, tokens, layers)  # (layer, kv_head, n, d)
         t = text_sample(sample)
-        query = _as_units(text_ds, array).isel(sample=t, token=final_text_token(text_ds, t))
+        query = as_units(text_ds[array]).isel(sample=t, token=final_text_token(text_ds, t))
         query = query.sel(layer=vectors.layer.values).astype(np.float32).values  # (layer, kv_head, d)
         scores = np.einsum("lhnd,lhd->lhn", vectors.values, query)
         mask = np.asarray(truth(sample), bool)
@@ -123,12 +132,6 @@ def text_segmentation(image_ds: xr.Dataset, samples: list[int], text_ds: xr.Data
     return xr.Dataset({"miou": _grid(grid_like, miou, "miou", {})}, attrs={"array": array, "n_images": len(samples)})
 
 
-def _as_units(ds: xr.Dataset, array: str) -> xr.DataArray:
-    from analyses.tokens import as_units
-
-    return as_units(ds[array])
-
-
 @dataclass(frozen=True)
 class ChoiceTrial:
     """A reference image and candidates, each (sample, image index); `answer` indexes `candidates`."""
@@ -143,10 +146,10 @@ def choice_trials(ds: xr.Dataset) -> list[ChoiceTrial]:
     the reference)."""
     trials = []
     for sample in captured_samples(ds):
-        annotation = json.loads(str(ds.annotation.values[sample]) or "{}")
-        n_images = int((ds.image_height.values[sample] > 0).sum())
-        if "answer" in annotation and n_images >= 3:
-            trials.append(ChoiceTrial((int(sample), 0), [(int(sample), i) for i in range(1, n_images)],
+        annotation = sample_annotation(ds, sample)
+        count = n_images(ds, sample)
+        if "answer" in annotation and count >= 3:
+            trials.append(ChoiceTrial((int(sample), 0), [(int(sample), i) for i in range(1, count)],
                                       int(annotation["answer"]) - 1))
     return trials
 

@@ -7,6 +7,7 @@ positions, pixel footprints and per-(layer, head) vectors, and move labels betwe
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,16 @@ class ImageTokens:
 def captured_samples(ds: xr.Dataset) -> np.ndarray:
     """Indices of the samples that were captured (not skipped or pending)."""
     return np.flatnonzero(ds.status.values == SampleStatus.CAPTURED)
+
+
+def sample_annotation(ds: xr.Dataset, sample: int) -> dict:
+    """The JSON annotation a sample was captured with (dataset ids, captions, objects, keypoints, ...)."""
+    return json.loads(str(ds.annotation.values[sample]) or "{}")
+
+
+def n_images(ds: xr.Dataset, sample: int) -> int:
+    """How many images the sample's prompt held."""
+    return int((ds.image_height.values[sample] > 0).sum())
 
 
 def image_tokens(ds: xr.Dataset, sample: int, image: int = 0, part: str | int = "auto") -> ImageTokens:
