@@ -1,5 +1,8 @@
 """Create, resume and fill a store. One background thread writes whole shards so compute and I/O overlap.
 
+The sharded activation arrays of local stores are written through tensorstore (see `store.shard_io`), the rest
+through zarr-python.
+
 A shard's completion record (`progress/shard_complete[i] = 1`) is written only after every array of
 that shard is on disk, so a killed capture never leaves a half-written shard that looks complete; on
 resume such a shard is simply written again, whole.
@@ -19,7 +22,7 @@ import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
-from store import schema
+from store import schema, shard_io
 from store.layout import ArraySpec, StorePlan, token_slots_for
 
 
@@ -149,6 +152,8 @@ class ShardWriter:
         self.root = root
         self.plan = plan
         self.token_arrays = [spec.name for spec in plan.arrays() if spec.has_token_axis]
+        self.sharded_arrays = {spec.name for spec in plan.arrays() if spec.shards is not None}
+        self.tensorstores: dict[str, Any] = {}
         self.queue: queue.Queue[ShardPayload | None] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.bytes_written = 0
@@ -204,15 +209,31 @@ class ShardWriter:
                 array = self.root[name]
                 axis = array.metadata.dimension_names.index(schema.TOKEN)
                 array.resize(tuple(needed if i == axis else n for i, n in enumerate(array.shape)))
+            self.tensorstores.clear()  # their cached shapes are stale
             current = needed
+        pending = []
         for name, data in payload.arrays.items():
-            array = self.root[name]
+            # Skipping zarr's check of every chunk against the fill value (a second pass over all the bytes)
+            # costs only the all-padding chunks, which are rare.
+            array = self.root[name].with_config({"write_empty_chunks": True})
             if name in self.token_arrays:
                 axis = array.metadata.dimension_names.index(schema.TOKEN)
                 data = _pad_axis(data, axis, current, array.fill_value)
-            array[samples.start : samples.stop] = data
+            handle = self._tensorstore(array) if name in self.sharded_arrays else None
+            if handle is not None:
+                pending.append(shard_io.write_rows(handle, samples.start, data))
+            else:
+                array[samples.start : samples.stop] = data
+        shard_io.wait(pending)
         self.root[schema.PROGRESS_GROUP][schema.SHARD_COMPLETE][payload.shard] = 1
         self.bytes_written += payload.nbytes
+
+    def _tensorstore(self, array: zarr.Array):
+        """A tensorstore handle for a sharded array of a local store (cached until the token axis grows)."""
+        if array.name not in self.tensorstores:
+            path = shard_io.local_array_path(array)
+            self.tensorstores[array.name] = shard_io.open_array(path) if path is not None else None
+        return self.tensorstores[array.name]
 
 
 def _pad_axis(data: np.ndarray, axis: int, length: int, fill: Any) -> np.ndarray:

@@ -16,15 +16,18 @@ REPO = Path(__file__).resolve().parents[2]
 KILLING_RUNNER = """
 import os, signal, sys
 import zarr
+from store import shard_io
 writes = 0
-original = zarr.Array.__setitem__
-def counting(self, key, value):
-    global writes
-    writes += 1
-    if writes == int(os.environ["KILL_AT_WRITE"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return original(self, key, value)
-zarr.Array.__setitem__ = counting
+def counting(original):
+    def write(*args):
+        global writes
+        writes += 1
+        if writes == int(os.environ["KILL_AT_WRITE"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(*args)
+    return write
+zarr.Array.__setitem__ = counting(zarr.Array.__setitem__)  # metadata, small arrays, records
+shard_io.write_rows = counting(shard_io.write_rows)  # activation arrays
 from capture.cli import main
 sys.exit(main(sys.argv[1:]))
 """

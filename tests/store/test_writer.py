@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -29,3 +31,31 @@ def test_disk_full_is_a_clear_error(tmp_path, monkeypatch):
         writer.close()
     monkeypatch.undo()
     assert completed_shards(root) == set()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (needs mount rights; skipped where there are none)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if shutil.which("mount") is None or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_really_full_disk_keeps_completed_shards(small_disk):
+    """Shard 0 fits, shard 1 does not: a clear error, shard 0 still complete and readable."""
+    plan = StorePlan(n_samples=4, batch_size=2, max_images=1, layers=(0,), streams=(0,), n_kv_heads=1, head_dim=2,
+                     d_model=384, ffn_units=4, ffn_topk=2, compute_dtype="float32", keys_prerope=False,
+                     ffn_dense=False, compression="none")
+    root = create_store(small_disk / "s.zarr", plan, {"format": "vlm-activation-store"}, LENS)
+    hidden = np.random.default_rng(0).standard_normal((2, 1, 256, 384), dtype=np.float32)  # 768 KiB a shard
+    writer = ShardWriter(root, plan)
+    writer.submit(ShardPayload(0, {"hidden": hidden[:, :, :32]}, n_tokens_max=32))
+    writer.submit(ShardPayload(1, {"hidden": hidden}, n_tokens_max=256))
+    with pytest.raises(StoreError, match="disk full .* rerun the same command to resume"):
+        writer.close()
+    assert completed_shards(root) == {0}
+    assert np.array_equal(zarr.open_group(small_disk / "s.zarr", mode="r")["hidden"][:2, :, :32], hidden[:, :, :32])
