@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 
 from analyses import neighbours
-from analyses.tokens import image_tokens, tokens_to_pixels, unit_vectors
+from analyses.tokens import image_tokens_of, tokens_to_pixels, unit_vectors_of
 
 
 def kmeans(vectors: np.ndarray, k: int, spherical: bool = False, seed: int = 0, n_iter: int = 50,
@@ -64,8 +64,8 @@ def co_segmentation(ds: xr.Dataset, samples: list[int], truth: Callable[[int], n
     `truth(sample)` gives the (H, W) boolean foreground of a sample's image 0. Token foreground is upsampled
     to pixels (nearest) before comparing.
     """
-    tokens = [image_tokens(ds, s, 0, part=part) for s in samples]
-    vectors = [unit_vectors(ds, array, t, layers) for t in tokens]
+    tokens = image_tokens_of(ds, [(s, 0) for s in samples], part=part)
+    vectors = unit_vectors_of(ds, array, tokens, layers)
     masks = [np.asarray(truth(s), bool) for s in samples]
     shape = vectors[0].shape[:2]
     jaccard = np.zeros(shape)

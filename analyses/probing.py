@@ -24,11 +24,13 @@ from analyses.tokens import (
     as_units,
     captured_samples,
     image_tokens,
+    image_tokens_of,
     labels_to_tokens,
     n_images,
     sample_annotation,
     tokens_to_pixels,
     unit_vectors,
+    unit_vectors_of,
 )
 from store.schema import TokenKind
 
@@ -70,10 +72,10 @@ def linear_probe_segmentation(ds: xr.Dataset, support: list[int], query: list[in
     from sklearn.linear_model import LogisticRegression
 
     def load(samples: list[int]):
-        tokens = [image_tokens(ds, s, 0, part=part) for s in samples]
+        tokens = image_tokens_of(ds, [(s, 0) for s in samples], part=part)
         masks = [np.asarray(truth(s), bool) for s in samples]
         labels = [labels_to_tokens(t, m.astype(np.int64), 2)[:, 1] >= 0.5 for t, m in zip(tokens, masks, strict=True)]
-        return tokens, masks, labels, [unit_vectors(ds, array, t, layers) for t in tokens]
+        return tokens, masks, labels, unit_vectors_of(ds, array, tokens, layers)
 
     s_tokens, _, s_labels, s_vectors = load(support)
     q_tokens, q_masks, _, q_vectors = load(query)

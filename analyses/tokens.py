@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import dask
 import numpy as np
 import xarray as xr
 from scipy import ndimage
@@ -61,10 +62,23 @@ def n_images(ds: xr.Dataset, sample: int) -> int:
     return int((ds.image_height.values[sample] > 0).sum())
 
 
+TOKEN_FIELDS = ["kind", "image_index", "image_part", "grid_row", "grid_col", "token_box", "image_height", "image_width"]
+
+
 def image_tokens(ds: xr.Dataset, sample: int, image: int = 0, part: str | int = "auto") -> ImageTokens:
     """The tokens of image `image` of `sample`. `part`: "base", "grid", or "auto" (the high-resolution
     grid where the layout has one, else the base view)."""
-    fields = ds[["kind", "image_index", "image_part", "grid_row", "grid_col", "token_box"]].isel(sample=sample).compute()
+    return image_tokens_of(ds, [(sample, image)], part)[0]
+
+
+def image_tokens_of(ds: xr.Dataset, images: list[tuple[int, int]], part: str | int = "auto") -> list[ImageTokens]:
+    """`image_tokens` of several (sample, image) at once: one read of the token table for all of them."""
+    samples = sorted({sample for sample, _ in images})
+    table = ds[TOKEN_FIELDS].isel(sample=samples).compute()
+    return [_image_tokens(table.isel(sample=samples.index(sample)), sample, image, part) for sample, image in images]
+
+
+def _image_tokens(fields: xr.Dataset, sample: int, image: int, part: str | int) -> ImageTokens:
     mine = (fields.kind.values == TokenKind.IMAGE) & (fields.image_index.values == image)
     if not mine.any():
         raise ValueError(f"sample {sample} has no tokens of image {image}")
@@ -77,8 +91,8 @@ def image_tokens(ds: xr.Dataset, sample: int, image: int = 0, part: str | int = 
     if not mine.any():
         raise ValueError(f"sample {sample} image {image} has no tokens in part {ImagePart(part).name.lower()}")
     positions = np.flatnonzero(mine)
-    height = int(ds.image_height.values[sample, image])
-    width = int(ds.image_width.values[sample, image])
+    height = int(fields.image_height.values[image])
+    width = int(fields.image_width.values[image])
     grid = np.stack([fields.grid_row.values[positions], fields.grid_col.values[positions]], axis=1).astype(np.int64)
     return ImageTokens(sample, image, int(part), positions, grid, fields.token_box.values[positions].astype(np.float64),
                        (height, width))
@@ -90,10 +104,17 @@ def unit_vectors(ds: xr.Dataset, array: str, tokens: ImageTokens, layers: list[i
     Per-head arrays (keys, values, keys_prerope) keep their KV heads; `hidden` (per stream) gets one
     pseudo-head, and its `layer` coordinate holds stream indices (stream i = input of layer i).
     """
+    return unit_vectors_of(ds, array, [tokens], layers)[0]
+
+
+def unit_vectors_of(ds: xr.Dataset, array: str, token_sets: list[ImageTokens],
+                    layers: list[int] | None = None) -> list[xr.DataArray]:
+    """`unit_vectors` of several token sets, read in one dask computation (each computation costs tens of ms)."""
     data = as_units(ds[array])
     if layers is not None:
         data = data.sel(layer=layers)
-    return data.isel(sample=tokens.sample, token=tokens.positions).astype(np.float32).compute()
+    lazy = [data.isel(sample=tokens.sample, token=tokens.positions).astype(np.float32) for tokens in token_sets]
+    return list(dask.compute(*lazy))
 
 
 def as_units(array: xr.DataArray) -> xr.DataArray:

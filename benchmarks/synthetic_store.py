@@ -11,6 +11,7 @@ import numpy as np
 from store import schema
 from store.layout import StorePlan, empty_arrays, token_slots_for
 from store.lossy import round_mantissa
+from store.schema import ImagePart
 from store.writer import ShardPayload, ShardWriter, create_store
 
 ACTIVATIONS = (schema.HIDDEN, schema.KEYS, schema.VALUES, schema.FFN_TOPK_VALUE)
@@ -45,9 +46,9 @@ def payload(plan: StorePlan, shard: int, tokens: int, rng: np.random.Generator, 
 
 
 def write_store(path: Path, plan: StorePlan, tokens: int, seed: int = 0, keep_bits: int | None = None,
-                payloads: list[ShardPayload] | None = None) -> int:
-    """Write every shard of `plan` through the real ShardWriter (pre-built `payloads`, or generated shard by shard);
-    returns the payload bytes handed to it."""
+                payloads: list[ShardPayload] | None = None, planted: PlantedStore | None = None) -> int:
+    """Write every shard of `plan` through the real ShardWriter (pre-built `payloads`, a `planted` store's, or
+    normal noise generated shard by shard); returns the payload bytes handed to it."""
     config = {"model": "synthetic", "revision": "-", "compute_dtype": "bfloat16", "dataset": "synthetic",
               "layers": list(plan.layers), "streams": list(plan.streams), "tokens": ["image"], "n_samples": plan.n_samples,
               "ffn_topk": plan.ffn_topk}
@@ -57,8 +58,80 @@ def write_store(path: Path, plan: StorePlan, tokens: int, seed: int = 0, keep_bi
     rng = np.random.default_rng(seed)
     total = 0
     for shard in range(plan.n_shards):
-        item = payloads[shard] if payloads is not None else payload(plan, shard, tokens, rng, keep_bits)
+        if payloads is not None:
+            item = payloads[shard]
+        elif planted is not None:
+            item = planted.payload(shard)
+        else:
+            item = payload(plan, shard, tokens, rng, keep_bits)
         total += item.nbytes
         writer.submit(item)
     writer.close()
     return total
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stores with a token table and planted answers, for the out-of-core analysis benchmark
+
+BASE_GRID = 27  # base view of 27 x 27 = 729 tokens (SigLIP-384, as in OneVision); the rest of the tokens: a finer grid
+IMAGE_SIZE = 384
+
+
+def planted_layers(plan: StorePlan) -> list[int]:
+    """Layers whose keys and values are the same positional vectors in every sample (plus 5 % noise): their keys are
+    input-agnostic (low variance) and their values match each token to itself across images (PCK 1)."""
+    return list(plan.layers[: len(plan.layers) // 2])
+
+
+class PlantedStore:
+    """Shard payloads for a planted store. Hidden states (most of the bytes) are windows of one pool of bf16 noise,
+    so that tens of GB are generated at memory speed; keys, values and FFN values are drawn per shard."""
+
+    def __init__(self, plan: StorePlan, tokens: int, seed: int = 0):
+        self.plan, self.tokens = plan, tokens
+        self.rng = np.random.default_rng(seed)
+        template = empty_arrays(plan, plan.batch_size, token_slots_for(tokens))
+        self.hidden_pool = self._bf16_bits(self.rng.standard_normal(2 * template[schema.HIDDEN].size, dtype=np.float32))
+        shape = (len(planted_layers(plan)), plan.n_kv_heads, tokens, plan.head_dim)
+        self.positional = {name: self.rng.standard_normal(shape, dtype=np.float32) for name in (schema.KEYS, schema.VALUES)}
+
+    @staticmethod
+    def _bf16_bits(values: np.ndarray) -> np.ndarray:
+        return values.astype(ml_dtypes.bfloat16).view(np.uint16)
+
+    def payload(self, shard: int) -> ShardPayload:
+        rows, tokens, planted = len(self.plan.shard_samples(shard)), self.tokens, len(planted_layers(self.plan))
+        arrays = empty_arrays(self.plan, rows, token_slots_for(tokens))
+        hidden = arrays[schema.HIDDEN]
+        start = int(self.rng.integers(0, self.hidden_pool.size - hidden.size))
+        hidden[...] = self.hidden_pool[start : start + hidden.size].reshape(hidden.shape)
+        for name in (schema.KEYS, schema.VALUES):
+            region = arrays[name][:, :, :, :tokens]
+            noise = self.rng.standard_normal(region.shape, dtype=np.float32)
+            noise[:, :planted] = self.positional[name] + 0.05 * noise[:, :planted]
+            region[...] = self._bf16_bits(noise)
+        region = arrays[schema.FFN_TOPK_VALUE][:, :, :tokens]
+        region[...] = self._bf16_bits(np.abs(self.rng.standard_normal(region.shape, dtype=np.float32)))
+        arrays[schema.FFN_TOPK_INDEX][:, :, :tokens] = self.rng.integers(0, self.plan.ffn_units, region.shape)
+        fill_token_table(arrays, tokens)
+        return ShardPayload(shard, arrays, tokens)
+
+
+def fill_token_table(arrays: dict[str, np.ndarray], tokens: int) -> None:
+    """One 384 x 384 image: the base view's 27 x 27 grid first, then the remaining tokens on a 54-wide grid."""
+    base = BASE_GRID * BASE_GRID
+    for positions, part, width in ((np.arange(min(base, tokens)), ImagePart.BASE, BASE_GRID),
+                                   (np.arange(base, tokens), ImagePart.GRID, 2 * BASE_GRID)):
+        row, col = np.divmod(positions - positions[0], width) if len(positions) else (positions, positions)
+        arrays["image_part"][:, positions] = part
+        arrays["grid_row"][:, positions] = row
+        arrays["grid_col"][:, positions] = col
+        arrays[schema.TOKEN_BOX][:, positions] = np.stack([col, row, col + 1, row + 1], axis=1) / width
+    arrays["kind"][:, :tokens] = schema.TokenKind.IMAGE
+    arrays["image_index"][:, :tokens] = 0
+    arrays["position"][:, :tokens] = np.arange(tokens)
+    arrays["status"][:] = schema.SampleStatus.CAPTURED
+    arrays["n_tokens"][:] = tokens
+    arrays["seq_len"][:] = tokens
+    arrays["image_height"][:, 0] = IMAGE_SIZE
+    arrays["image_width"][:, 0] = IMAGE_SIZE

@@ -1,11 +1,12 @@
-"""Whole-shard writes of the sharded activation arrays through tensorstore.
+"""Shard writes and array reads through tensorstore.
 
 zarr-python assembles every shard by concatenating its encoded inner chunks into a new buffer before writing it:
 one more pass over freshly allocated memory than the disk write itself, which on the development machine halved
 the write rate (write benchmark: ~450 MB/s vs ~1,700 MB/s raw). tensorstore, an independent C++ implementation of
 zarr v3, writes the same shards from its own thread pool at 1,000+ MB/s, and the files it writes are ordinary zarr
-v3 shards (core codecs only) that zarr-python reads back bit for bit. Metadata, small arrays and non-local stores
-stay with zarr-python.
+v3 shards (core codecs only) that zarr-python reads back bit for bit. Reads are about 4x faster too (a shard's
+inner chunks: ~1,800 vs ~450 MB/s from the page cache), so `store.reader` reads numeric arrays of local stores
+through `ArrayReader`. Metadata, strings and non-local stores stay with zarr-python.
 """
 
 from __future__ import annotations
@@ -29,11 +30,27 @@ def local_array_path(array: zarr.Array) -> Path | None:
     return Path(store.root) / array.store_path.path
 
 
-def open_array(path: Path) -> tensorstore.TensorStore:
-    """A tensorstore handle on the zarr v3 array at `path`, storing every chunk (no fill-value comparison)."""
-    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)},
-            "store_data_equal_to_fill_value": True}
-    return tensorstore.open(spec, open=True, create=False).result()
+def open_array(path: Path, write: bool = True) -> tensorstore.TensorStore:
+    """A tensorstore handle on the zarr v3 array at `path`; for writing, one that stores every chunk (no comparison
+    of each chunk with the fill value)."""
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}}
+    if write:
+        return tensorstore.open({**spec, "store_data_equal_to_fill_value": True}, open=True, create=False).result()
+    return tensorstore.open(spec, read=True).result()
+
+
+class ArrayReader:
+    """A read-only view of a local zarr v3 array for `dask.array.from_array`: indexing returns numpy arrays.
+    Picklable (tensorstore handles are), so distributed workers can read too."""
+
+    def __init__(self, path: Path):
+        self.handle = open_array(path, write=False)
+        self.shape = tuple(self.handle.shape)
+        self.dtype = self.handle.dtype.numpy_dtype
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: tuple) -> np.ndarray:
+        return self.handle[key].read().result()
 
 
 def write_rows(handle: tensorstore.TensorStore, start: int, data: np.ndarray) -> tensorstore.WriteFutures:
