@@ -24,6 +24,7 @@ from skimage.segmentation import find_boundaries
 from analyses import neighbours
 from analyses.tokens import (
     ImageTokens,
+    as_units,
     captured_samples,
     image_tokens_of,
     labels_to_tokens,
@@ -103,14 +104,19 @@ def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: st
     )
 
 
-PAIRS_PER_READ = 16  # pairs whose tokens are read in one dask computation (each costs ~0.1 s; 16 pairs of
-# 729 tokens x 24 layers x 2 heads x 64 dims in float32 are ~300 MB)
+READ_BYTES = 512 << 20  # vectors read per dask computation (each computation costs tens of ms)
 
 
 def _pairs_with_vectors(ds: xr.Dataset, pairs: list[KeypointPair], array: str, part: str, layers: list[int] | None):
-    """Each pair with its source / target tokens and their vectors, read PAIRS_PER_READ pairs at a time."""
-    for start in range(0, len(pairs), PAIRS_PER_READ):
-        batch = pairs[start : start + PAIRS_PER_READ]
+    """Each pair with its source / target tokens and their vectors, read in batches of about READ_BYTES.
+
+    (Reading the next batch on a thread while searching the current one was slower on 2 cores: both are CPU-bound.)
+    """
+    units = as_units(ds[array])
+    per_pair = 2 * 4 * int(np.prod(units.shape[1:])) * (len(layers) / units.sizes["layer"] if layers else 1)
+    size = max(1, int(READ_BYTES // per_pair))
+    for start in range(0, len(pairs), size):
+        batch = pairs[start : start + size]
         tokens = image_tokens_of(ds, [image for pair in batch for image in (pair.source, pair.target)], part=part)
         vectors = unit_vectors_of(ds, array, tokens, layers)
         for i, pair in enumerate(batch):

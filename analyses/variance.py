@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 from scipy import ndimage
@@ -35,17 +36,23 @@ def matched_positions(ds: xr.Dataset, part: ImagePart | None = ImagePart.BASE) -
     image = (table.kind.values == TokenKind.IMAGE) & (table.image_index.values == 0)
     if part is not None:
         image &= table.image_part.values == part
-    cells_per_sample = []
+    # one int64 per cell (part, row, col), so that matching is sorting and searching, not Python loops
+    cell = ((table.image_part.values.astype(np.int64) + 1) << 32 | (table.grid_row.values.astype(np.int64) + 1) << 16
+            | (table.grid_col.values.astype(np.int64) + 1))
+    common = None
+    for row in range(len(samples)):
+        found = np.unique(cell[row, image[row]])
+        common = found if common is None else np.intersect1d(common, found, assume_unique=True)
+    if not len(common):
+        raise ValueError("the samples share no image token cells (store captured with --tokens that exclude images?)")
+    positions = np.empty((len(samples), len(common)), dtype=np.int64)
     for row in range(len(samples)):
         where = np.flatnonzero(image[row])
-        keys = zip(table.image_part.values[row, where], table.grid_row.values[row, where],
-                   table.grid_col.values[row, where], strict=True)
-        cells_per_sample.append({tuple(int(v) for v in key): int(pos) for key, pos in zip(keys, where, strict=True)})
-    common = sorted(set.intersection(*(set(c) for c in cells_per_sample)))
-    if not common:
-        raise ValueError("the samples share no image token cells (store captured with --tokens that exclude images?)")
-    positions = np.array([[cells[c] for c in common] for cells in cells_per_sample], dtype=np.int64)
-    return samples, positions, common
+        order = np.argsort(cell[row, where], kind="stable")
+        last = np.searchsorted(cell[row, where][order], common, side="right") - 1  # the last token of a repeated cell
+        positions[row] = where[order[last]]
+    cells = [((int(c) >> 32) - 1, ((int(c) >> 16) & 0xFFFF) - 1, (int(c) & 0xFFFF) - 1) for c in common]
+    return samples, positions, cells
 
 
 def key_variance(ds: xr.Dataset, array: str = "keys", part: ImagePart | None = ImagePart.BASE) -> xr.DataArray:
@@ -64,16 +71,44 @@ def key_variance(ds: xr.Dataset, array: str = "keys", part: ImagePart | None = I
         tokens = data.isel(sample=xr.DataArray(samples, dims="sample"),
                            token=xr.DataArray(positions, dims=("sample", "cell")))
         tokens = tokens.rename(cell="token")
-    # Shifted sums instead of xarray's var (dask's moment tree, 3x slower). Shifting by sample 0's vectors keeps
-    # the sums exact enough when a key's mean dwarfs its spread, which is just the input-agnostic case. Differences
-    # of 16-bit floats are exact in float32 (half the memory traffic of float64); sums are float64 throughout.
-    work = np.float32 if tokens.dtype.itemsize <= 2 else np.float64
-    shifted = tokens.astype(work) - tokens.isel(sample=0).astype(work)
-    n = shifted.sizes["sample"]
-    mean = shifted.sum("sample", dtype=np.float64) / n
-    per_position = ((shifted**2).sum("sample", dtype=np.float64) / n - mean**2).sum("feature")
-    return per_position.mean("token").rename("key_variance").assign_attrs(array=array, n_samples=len(samples),
-                                                                          n_positions=positions.shape[1])
+    tokens = tokens.transpose("sample", "layer", "kv_head", "token", "feature")
+    sums = _shifted_sums(tokens.data)  # (2, layer, kv_head, token, feature)
+    n = tokens.sizes["sample"]
+    per_position = xr.DataArray(sums[1] / n - (sums[0] / n) ** 2, dims=tokens.dims[1:],
+                                coords={d: tokens.coords[d] for d in ("layer", "kv_head") if d in tokens.coords})
+    return per_position.sum("feature").mean("token").rename("key_variance").assign_attrs(
+        array=array, n_samples=len(samples), n_positions=positions.shape[1])
+
+
+SAMPLES_PER_FLOAT32_SUM = 64
+
+
+def _shifted_sums(vectors: da.Array | np.ndarray) -> da.Array:
+    """Sums over samples of d and d**2, d = vectors - vectors[0]: (2, *vectors.shape[1:]) float64, lazy.
+
+    Instead of xarray's var (dask's moment tree: 3x slower). Shifting by the first sample keeps the sums exact
+    enough when a key's mean dwarfs its spread, which is just the input-agnostic case. For 16-bit stores the
+    differences (exact in float32) are summed in float32 over at most 64 samples, then in float64: half the
+    memory traffic of float64 throughout, within 1e-6 of it.
+    """
+    vectors = vectors if isinstance(vectors, da.Array) else da.from_array(vectors, chunks=(SAMPLES_PER_FLOAT32_SUM, -1))
+    work = np.float32 if vectors.dtype.itemsize <= 2 else np.float64
+    shift = vectors[0].astype(work)
+    per_block = da.map_blocks(_block_sums, vectors, shift, work=work, dtype=np.float64,
+                              chunks=((1,) * vectors.numblocks[0], (2,), *vectors.chunks[1:]), new_axis=1)
+    return per_block.sum(axis=0)
+
+
+def _block_sums(block: np.ndarray, shift: np.ndarray, work: type) -> np.ndarray:
+    """(1, 2, ...) float64: the sums of d and d**2 over the samples of one block."""
+    totals = np.zeros((2, *block.shape[1:]), np.float64)
+    for start in range(0, len(block), SAMPLES_PER_FLOAT32_SUM):
+        shifted = block[start : start + SAMPLES_PER_FLOAT32_SUM].astype(work)
+        shifted -= shift
+        totals[0] += shifted.sum(axis=0)
+        np.square(shifted, out=shifted)
+        totals[1] += shifted.sum(axis=0)
+    return totals[None]
 
 
 @dataclass(frozen=True)
