@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["store_sizes.py", "correspondence_speed.py", "logit_lens_speed.py", "write_path.py", "capture_overhead.py"]
+BENCHMARKS = ["store_sizes.py", "correspondence_speed.py", "logit_lens_speed.py", "write_path.py", "out_of_core.py",
+              "capture_overhead.py"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ def test_quick_benchmarks_run(cache_home, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     text = results.read_text()
     for title in ("Store size per sample", "Correspondence: faiss vs numpy", "Logit lens throughput", "Write path",
-                  "Capture overhead vs bare forward"):
+                  "Out-of-core analysis", "Capture overhead vs bare forward"):
         assert f"## {title}" in text
+    assert "MISSED" not in text.split("## Out-of-core analysis")[1].split("##")[0]  # planted answers found
     assert "Command: `python benchmarks/capture_overhead.py --quick`" in text and "Machine:" in text
