@@ -12,7 +12,7 @@ import numpy as np
 import xarray as xr
 
 import store.reader
-from analyses import clustering, correspondence, cosine, figures, token_norms, variance
+from analyses import clustering, correspondence, cosine, figures, tables, token_norms, variance
 from analyses.tokens import captured_samples, n_images, sample_annotation
 from store.schema import ImagePart
 
@@ -202,13 +202,6 @@ def run_cosine(store_paths: list[Path], out: Path, text: str = "after_image", la
     return written
 
 
-def _markdown(table: Any) -> str:
-    """A pandas DataFrame as a markdown table (pandas' own `to_markdown` needs the tabulate package)."""
-    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
-
 def _captions(ds: xr.Dataset, samples: list[int]) -> dict[int, list[str]]:
     return {s: sample_annotation(ds, s).get("captions", []) for s in samples}
 
@@ -278,7 +271,7 @@ def run_ffn_memory(store_path: Path, out: Path, n_keys: int = 3, min_cosine: flo
     coherence.to_csv(written[1], index=False)
     written.append(_write_xarray(out / "value_agreement.zarr", agreement))
     written.append(out / "coherent_pairs.md")
-    written[-1].write_text(_markdown(pairs) if len(pairs) else "no coherent key-value pairs\n")
+    written[-1].write_text(tables.markdown(pairs) if len(pairs) else "no coherent key-value pairs\n")
     means = coherence.groupby(["layer", "kind"]).cosine.mean().unstack() if len(coherence) else None
     written.append(_write_json(out / "ffn_memory.json", {
         "store": str(store_path), "n_prefixes": len(prefixes), "n_keys_per_layer": n_keys,

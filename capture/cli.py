@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="samples per forward pass when their input shapes agree (1: each sample alone, bit-stable)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store captured with other settings")
     parser.add_argument("--catalog", help="register the finished store in this catalog (e.g. catalogs/team)")
+    parser.add_argument("--intervention", type=Path,
+                        help="capture an intervened run: a spec file (knockout, mean ablation, truncation; see "
+                             "`python -m interventions spec`)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         text_only=args.text_only, prompt=args.prompt,
         template=args.template, prefix=args.prefix, prompt_set=args.prompt_set, visual_prefix=args.visual_prefix,
         batch_size=args.batch_size, forward_batch=args.forward_batch, overwrite=args.overwrite, progress=not args.no_progress,
-        catalog=args.catalog,
+        catalog=args.catalog, intervention=args.intervention,
     )
     from huggingface_hub.utils import disable_progress_bars
     from transformers.utils import logging as hf_logging

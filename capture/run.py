@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import json
@@ -25,6 +26,9 @@ from capture.hooks import ActivationRecorder, last_attention_row
 from capture.loading import LoadedModel, open_model, resolve_model
 from capture.prompts import BBOX, CHAT, DEFAULT_PROMPT, PROMPT_SETS, bbox_prompt, build_prompt, fill_fields, prompt_set_text
 from capture.selection import parse_layers, parse_token_sets, select_positions, streams_for
+from interventions.apply import SamplePlan, intervened, plan_sample
+from interventions.means import ablation_means
+from interventions.spec import InterventionSpec, SpecError, load_spec
 from store import schema
 from store.info import bytes_on_disk
 from store.layout import TOKEN_BLOCK, StorePlan, empty_arrays
@@ -70,6 +74,7 @@ class CaptureOptions:
     forward_batch: int = 1
     overwrite: bool = False
     catalog: str | None = None  # register the finished store in this catalog
+    intervention: Path | None = None  # spec file (interventions.spec): capture an intervened run
     progress: bool = True
 
 
@@ -120,6 +125,7 @@ class Prepared:
     table: TokenTable | None = None
     positions: np.ndarray | None = None  # selected sequence positions
     dense_rows: np.ndarray | None = None  # rows of `positions` whose dense FFN coefficients are kept
+    plan: SamplePlan | None = None  # the intervention resolved for this sample
     image_sizes: list[tuple[int, int]] = field(default_factory=list)
     skip_reason: str = ""
 
@@ -157,6 +163,7 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
     _check_writable(out)
     loaded = open_model(resolved, options.dtype, options.device)
     _preflight_prompts(loaded, options, dataset)
+    intervention = _load_intervention(options, loaded)
     text_config = loaded.adapter.text_config(loaded.config)
     n_layers = text_config.num_hidden_layers
     layers = parse_layers(options.layers, n_layers)
@@ -187,6 +194,7 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
             raise CaptureError(f"--keep-mantissa-bits must be 0..{mantissa} for {plan.compute_dtype}, "
                                f"got {options.keep_mantissa_bits}")
     attrs = _store_attributes(options, loaded, dataset, plan, token_sets, dense_sets, out)
+    attrs[schema.ATTR_CAPTURE_CONFIG]["intervention"] = intervention[0].as_dict() if intervention else None
     try:  # every check happens before the (slow) weight loading
         root = open_for_resume(out, attrs, options.overwrite)
         loaded.load_weights()
@@ -211,7 +219,7 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
                 if shard in done:
                     continue
                 prepared = [
-                    _prepare(loaded, dataset, i, options, token_sets, dense_sets)
+                    _prepare(loaded, dataset, i, options, token_sets, dense_sets, intervention)
                     for i in plan.shard_samples(shard)
                 ]
                 t0 = time.perf_counter()
@@ -333,8 +341,22 @@ def _preflight_prompts(loaded: LoadedModel, options: CaptureOptions, dataset: Da
         _sample_prompt(loaded, options, record, index, [(64, 64)] * n_images)
 
 
+def _load_intervention(options: CaptureOptions, loaded: LoadedModel) -> tuple[InterventionSpec, dict] | None:
+    """The --intervention spec and the mean vectors its ablations need, checked before any weight is loaded."""
+    if options.intervention is None:
+        return None
+    if options.forward_batch > 1:
+        raise CaptureError("--intervention is resolved per sample: drop --forward-batch")
+    try:
+        spec = load_spec(options.intervention)
+        return spec, ablation_means([spec], loaded)
+    except SpecError as error:
+        raise CaptureError(str(error)) from None
+
+
 def _prepare(loaded: LoadedModel, dataset: Dataset, index: int, options: CaptureOptions,
-             token_sets: tuple[str, ...], dense_sets: tuple[str, ...] | None) -> Prepared:
+             token_sets: tuple[str, ...], dense_sets: tuple[str, ...] | None,
+             intervention: tuple[InterventionSpec, dict] | None = None) -> Prepared:
     record = dataset.records[index]
     try:
         images = [load_image(path) for path in record.image_paths]
@@ -347,11 +369,15 @@ def _prepare(loaded: LoadedModel, dataset: Dataset, index: int, options: Capture
     inputs = loaded.adapter.processor_inputs(loaded.processor, prompt, images)
     image_sizes = [(im.height, im.width) for im in images]
     table = loaded.adapter.token_table(loaded.processor, loaded.config, inputs, image_sizes)
+    sample_plan = None
+    if intervention is not None:  # the model then sees the (possibly truncated) sequence of `table`
+        sample_plan, table = plan_sample(intervention[0], table, record.annotation, image_sizes, intervention[1])
     positions = select_positions(table.fields["kind"], token_sets)
     dense_rows = None
     if dense_sets is not None:
         dense_rows = np.flatnonzero(np.isin(positions, select_positions(table.fields["kind"], dense_sets)))
-    return Prepared(index, prompt, annotation, inputs, table, positions, dense_rows, image_sizes)
+    return Prepared(index, prompt, annotation, inputs, table, positions, dense_rows, plan=sample_plan,
+                    image_sizes=image_sizes)
 
 
 def _to_storage(tensor: torch.Tensor) -> np.ndarray:
@@ -404,7 +430,9 @@ def _forward_group(loaded: LoadedModel, recorder: ActivationRecorder, plan: Stor
     if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
         batch["pixel_values"] = batch["pixel_values"].to(loaded.dtype)
     recorder.reset()
-    output = loaded.model(**batch, output_hidden_states=True, use_cache=True, logits_to_keep=1)
+    sample_plan = group[0][1].plan  # groups hold one sample when there is an intervention
+    with intervened(decoder, sample_plan) if sample_plan is not None else contextlib.nullcontext():
+        output = loaded.model(**batch, output_hidden_states=True, use_cache=True, logits_to_keep=1)
     recorded = recorder.recorded
     n_layers = len(output.hidden_states) - 1
     cache = output.past_key_values.layers

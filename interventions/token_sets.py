@@ -1,0 +1,77 @@
+"""Named token sets of one input sequence, from its token table and the sample's annotation (see `spec`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from capture.families.base import TokenTable
+from store.schema import TokenKind
+
+
+def image_positions(table: TokenTable) -> np.ndarray:
+    """Sequence positions of image tokens (newline tokens included), in order."""
+    return np.flatnonzero(np.isin(table.fields["kind"], [TokenKind.IMAGE, TokenKind.IMAGE_NEWLINE]))
+
+
+def kept_positions(table: TokenTable, keep_image_tokens: int | None) -> np.ndarray:
+    """Positions that stay in the sequence when only the first `keep_image_tokens` image tokens are kept."""
+    if keep_image_tokens is None:
+        return np.arange(len(table))
+    dropped = image_positions(table)[keep_image_tokens:]
+    return np.setdiff1d(np.arange(len(table)), dropped)
+
+
+def resolve(name: str, table: TokenTable, annotation: dict[str, Any], image_sizes: list[tuple[int, int]],
+            label: str | None = None) -> np.ndarray:
+    """Sorted sequence positions of token set `name`. "object" sets use the boxes of `label`'s objects (every
+    object when `label` is None) in image 0; `image_sizes` are (height, width) per image."""
+    kind = table.fields["kind"]
+    image = image_positions(table)
+    text = np.flatnonzero(~np.isin(kind, [TokenKind.IMAGE, TokenKind.IMAGE_NEWLINE, TokenKind.PAD]))
+    if name == "image":
+        return image
+    if name == "text":
+        return text
+    if name == "prompt_text":
+        return text[text < image[0]] if len(image) else text
+    if name == "question":
+        return text[text > image[-1]] if len(image) else text
+    if name == "last":
+        return np.array([len(table) - 1])
+    if name == "all":
+        return np.arange(len(table))
+    interval = re.fullmatch(r"image\[(\d*):(\d*)\]", name)
+    if interval:
+        start, stop = (int(v) if v else None for v in interval.groups())
+        return image[start:stop]
+    if name == "non-object":
+        return np.setdiff1d(image[kind[image] == TokenKind.IMAGE], object_tokens(table, annotation, image_sizes, label, 1))
+    buffer = int(name.split("+")[1]) if "+" in name else 0
+    return object_tokens(table, annotation, image_sizes, label, buffer)
+
+
+def object_tokens(table: TokenTable, annotation: dict[str, Any], image_sizes: list[tuple[int, int]],
+                  label: str | None, buffer: int = 0) -> np.ndarray:
+    """Image-0 tokens whose footprint overlaps a box of the object(s), grown by `buffer` grid cells (Neo et al.)."""
+    objects = [o for o in annotation.get("objects", []) if label is None or o["label"] == label]
+    fields, box = table.fields, table.box
+    mine = (fields["kind"] == TokenKind.IMAGE) & (fields["image_index"] == 0)
+    if not objects or not mine.any():
+        return np.array([], dtype=np.int64)
+    height, width = image_sizes[0]
+    hit = np.zeros(len(table), bool)
+    for obj in objects:
+        x1, y1, x2, y2 = np.asarray(obj["box"], np.float64) / [width, height, width, height]
+        hit |= mine & (box[:, 0] < x2) & (box[:, 2] > x1) & (box[:, 1] < y2) & (box[:, 3] > y1)
+    if buffer:
+        rows, cols, parts = fields["grid_row"], fields["grid_col"], fields["image_part"]
+        grown = hit.copy()
+        for position in np.flatnonzero(hit):
+            near = (mine & (parts == parts[position]) & (np.abs(rows - rows[position]) <= buffer)
+                    & (np.abs(cols - cols[position]) <= buffer))
+            grown |= near
+        hit = grown
+    return np.flatnonzero(hit)

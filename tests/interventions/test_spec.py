@@ -1,0 +1,51 @@
+"""Spec files: parsing, key lists from the variance analysis, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from interventions.spec import SpecError, load_spec, parse_spec, units_from_key_list
+
+KEY_LIST = {"all": [[0, 1], [3, 0], [3, 1]],
+            "keys": {"early": [{"layer": 0, "kv_head": 1, "variance": 0.1}], "middle": [],
+                     "late": [{"layer": 3, "kv_head": 0, "variance": 0.2}, {"layer": 3, "kv_head": 1, "variance": 0.3}]}}
+
+
+def test_units_from_a_key_list_relative_to_the_spec(tmp_path):
+    (tmp_path / "keys.json").write_text(json.dumps(KEY_LIST))
+    (tmp_path / "spec.json").write_text(json.dumps({
+        "name": "late", "knockout": [{"queries": "text", "keys": "image", "units_from": {"file": "keys.json", "group": "late"}},
+                                     {"queries": "last", "keys": "object+1", "layers": [1, 2], "kv_heads": [0]}],
+        "ablate": [{"tokens": "object", "mean_from": "store.zarr"}], "keep_image_tokens": 8}))
+    spec = load_spec(tmp_path / "spec.json")
+    assert spec.knockout[0].units == ((3, 0), (3, 1)) and spec.knockout[0].layers() == {3}
+    assert spec.knockout[1].units == ((1, 0), (2, 0)) and spec.knockout[1].keys == "object+1"
+    assert spec.ablate[0].mean_from == tmp_path / "store.zarr" and spec.ablate[0].mean_over == "image"
+    assert spec.keep_image_tokens == 8 and not spec.empty
+    assert units_from_key_list(tmp_path / "keys.json") == [(0, 1), (3, 0), (3, 1)]
+    assert parse_spec(spec.as_dict()).knockout == spec.knockout  # round trip
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"knockout": [{"queries": "txt", "layers": [0]}]}, "unknown token set 'txt'"),
+    ({"knockout": [{"queries": "text"}]}, "names no units"),
+    ({"knockout": [], "colour": 1}, "unknown spec field"),
+    ({"keep_image_tokens": -1}, "non-negative"),
+    ({"ablate": [{"tokens": "object"}]}, "needs tokens and mean_from"),
+])
+def test_bad_specs_are_one_line_errors(data, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec(data)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(SpecError, match="not found"):
+        load_spec(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text('{"name": "x",\n "knockout": [}')
+    with pytest.raises(SpecError, match="not valid JSON \\(line 2"):
+        load_spec(tmp_path / "bad.json")
+    (tmp_path / "keys.json").write_text(json.dumps(KEY_LIST))
+    with pytest.raises(SpecError, match="has no group 'late2'"):
+        units_from_key_list(tmp_path / "keys.json", "late2")
