@@ -31,6 +31,13 @@ demo: $(VENV)/.installed
 	$(PY) -m store catalog search model=$(DEMO_MODEL) dataset=synthetic-coco --catalog stores/catalog
 	$(PY) -m analyses token-norms --store $(DEMO_STORE) --out figures/demo/token-norms
 	$(PY) -m analyses variance --store $(DEMO_STORE) --out figures/demo/variance
+	$(PY) -m interventions spec --keys figures/demo/variance/input_agnostic_keys.json --name "input-agnostic keys" \
+		--out figures/demo/interventions/knockout.json
+	$(PY) -m interventions poll --spec figures/demo/interventions/knockout.json --controls --layer-windows 1 \
+		--out figures/demo/interventions/poll
+	$(PY) -m interventions loss --keep 0,8,32,64,all --out figures/demo/interventions/loss
+	$(CAPTURE) --dataset synthetic-coco --intervention figures/demo/interventions/knockout.json \
+		--out stores/demo-knockout.zarr
 	$(PY) -m analyses clustering --store $(DEMO_STORE) --out figures/demo/clustering
 	$(PY) -m analyses correspondence --store stores/demo-correspondence.zarr --out figures/demo/correspondence
 	$(PY) -m analyses cosine --store stores/demo-prompt-normal.zarr --store stores/demo-prompt-noisy.zarr \

@@ -2,6 +2,7 @@
 
 Modes, on the same model and samples, each end to end (model loading included in every mode alike):
   bare       load the model; per sample: decode the image, build the prompt, run the processor, model(**inputs)
+             with last-position logits only (as capture)
   hkv        capture hidden states + K + V of all layers and tokens, written to a store (--ffn-topk 0)
   hkv, zstd  the same with zstd-1 compression of the activation arrays (--compression zstd)
   hkv+topk   the same plus FFN top-16 coefficients (the default capture)
@@ -46,7 +47,9 @@ def bare(model: str, images: Path) -> float:
         for record in open_dataset("folder", images, None, None).records:
             picture = [load_image(p) for p in record.image_paths]
             prompt = build_prompt(loaded.processor, "chat", DEFAULT_PROMPT, len(picture))
-            loaded.model(**loaded.adapter.processor_inputs(loaded.processor, prompt, picture))
+            # logits of the last position only, as capture computes them (full logits would be a 152k-wide matmul
+            # per token that capture never does)
+            loaded.model(**loaded.adapter.processor_inputs(loaded.processor, prompt, picture), logits_to_keep=1)
     return time.perf_counter() - started
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from capture.errors import CaptureError  # noqa: E402
 from capture.loading import load_model, resolve_model  # noqa: E402
 from interventions import evaluate, figures  # noqa: E402
 from interventions.means import ablation_means  # noqa: E402
-from interventions.spec import InterventionSpec, SpecError, load_spec, units_from_key_list  # noqa: E402
+from interventions.spec import InterventionSpec, SpecError, load_spec, parse_spec, units_from_key_list  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,8 +85,6 @@ def run_spec(args: argparse.Namespace) -> list[Path]:
         raise SpecError(f"key list {args.keys} flags no keys{' in group ' + args.group if args.group else ''}")
     name = args.name or f"{args.group or 'all'} input-agnostic keys"
     spec = {"name": name, "knockout": [{"queries": args.queries, "keys": args.keys_set, "units": [list(u) for u in units]}]}
-    from interventions.spec import parse_spec
-
     parse_spec(spec)  # the same checks as when it is loaded
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(spec, indent=2) + "\n")
@@ -133,8 +132,6 @@ def run_poll(args: argparse.Namespace) -> list[Path]:
 
 def layer_window_conditions(spec: InterventionSpec, size: int) -> dict[str, InterventionSpec]:
     """The spec's knockouts restricted to each window of `size` consecutive layers among those they block."""
-    from dataclasses import replace
-
     layers = sorted({layer for knockout in spec.knockout for layer in knockout.layers()})
     conditions = {}
     for start in range(0, len(layers), size):

@@ -116,8 +116,8 @@ def _knockout(entry: Any, base: Path, index: int) -> Knockout:
     if not isinstance(entry, dict):
         raise SpecError(f"{where} must be an object")
     units: list[tuple[int, int | None]] = []
-    if "units" in entry:
-        units += [(int(layer), int(head)) for layer, head in entry["units"]]
+    if "units" in entry:  # a null head: every head of the layer
+        units += [(int(layer), None if head is None else int(head)) for layer, head in entry["units"]]
     if "units_from" in entry:
         units += units_from_key_list(base / entry["units_from"]["file"], entry["units_from"].get("group"))
     if "layers" in entry:

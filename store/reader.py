@@ -61,7 +61,7 @@ def open(path: str | Path, chunks: str = "shards") -> xr.Dataset:  # noqa: A001 
         dask_chunks = _chunks_of_whole_shards(variable)
         if folder is not None and variable.dtype.kind in "biuf":  # tensorstore reads no strings
             reader = shard_io.ArrayReader(folder / name)
-            data = da.from_array(reader, chunks=dask_chunks, name=f"{name}-{tokenize(str(folder.resolve()), name)}")
+            data = da.from_array(reader, chunks=dask_chunks, name=f"{name}-{tokenize(str(folder.resolve()), name, variable.shape)}")
             dataset[name] = xr.Variable(variable.dims, data, variable.attrs, encoding=variable.encoding)
         else:
             dataset[name] = variable.chunk(dict(zip(variable.dims, dask_chunks, strict=True)))

@@ -26,6 +26,8 @@ def test_units_from_a_key_list_relative_to_the_spec(tmp_path):
     assert spec.keep_image_tokens == 8 and not spec.empty
     assert units_from_key_list(tmp_path / "keys.json") == [(0, 1), (3, 0), (3, 1)]
     assert parse_spec(spec.as_dict()).knockout == spec.knockout  # round trip
+    whole_layers = parse_spec({"knockout": [{"layers": [2, 3]}]})
+    assert parse_spec(whole_layers.as_dict()).knockout[0].units == ((2, None), (3, None))
 
 
 @pytest.mark.parametrize(("data", "message"), [
