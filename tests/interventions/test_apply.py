@@ -146,3 +146,18 @@ def test_truncation_keeps_exactly_n_image_tokens(model, noise_image):
     assert torch.equal(kept[0][0], plain[0][0, plan.kept])
     assert output.logits.shape[1] == len(table)
     assert np.array_equal(plan.kept, np.setdiff1d(np.arange(len(sample.table)), image[7:]))
+
+
+@pytest.mark.parametrize("name", ["tiny-llava-ov", "tiny-qwen2.5-vl", "tiny-llava-1.5", "tiny-llava-next"])
+def test_every_family_honours_knockout_and_truncation(tiny_model, noise_image, name):
+    """Each family's decoder takes the mask and embedding hooks (Qwen's M-RoPE position ids are cut with the
+    embeddings): full knockout removes the image's influence; truncation runs and changes the output."""
+    loaded = tiny_model(name)
+    first, second = inputs(loaded, noise_image(56, 56)), inputs(loaded, noise_image(56, 56).rotate(90))
+    none = InterventionSpec()
+    assert not torch.allclose(forward_logits(loaded, first, none), forward_logits(loaded, second, none))
+    spec = parse_spec({"knockout": [{"queries": "text", "keys": "image", "layers": all_layers(loaded)}]})
+    assert torch.equal(forward_logits(loaded, first, spec), forward_logits(loaded, second, spec))
+    truncated = forward_logits(loaded, first, InterventionSpec(keep_image_tokens=3))
+    assert truncated.shape == forward_logits(loaded, first, none).shape
+    assert not torch.allclose(truncated, forward_logits(loaded, first, none))
