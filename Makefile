@@ -35,6 +35,8 @@ demo: $(VENV)/.installed
 		--out figures/demo/interventions/knockout.json
 	$(PY) -m interventions poll --spec figures/demo/interventions/knockout.json --controls --layer-windows 1 \
 		--out figures/demo/interventions/poll
+	$(PY) -m interventions describe --spec figures/demo/interventions/knockout.json --max-new-tokens 12 \
+		--out figures/demo/interventions/describe
 	$(PY) -m interventions loss --keep 0,8,32,64,all --out figures/demo/interventions/loss
 	$(CAPTURE) --dataset synthetic-coco --intervention figures/demo/interventions/knockout.json \
 		--out stores/demo-knockout.zarr

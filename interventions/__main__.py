@@ -1,4 +1,4 @@
-"""`python -m interventions spec|poll|loss`: intervention specs from analysis results, and evaluations with and
+"""`python -m interventions spec|poll|vqa|describe|loss`: intervention specs from analysis results, and evaluations with and
 without them (results as CSV / JSON and figures in --out)."""
 
 from __future__ import annotations
@@ -59,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also run each spec's knockout restricted to every window of N consecutive layers")
     poll.add_argument("--question", default=evaluate.POLL_QUESTION, help="must contain {object}")
     poll.add_argument("--seed", type=int, default=0, help="absent objects and control units")
+
+    vqa = sub.add_parser("vqa", help="questions with a prefilled answer prefix: accuracy among the dataset's answers")
+    model_options(vqa)
+    vqa.add_argument("--spec", type=Path, action="append", default=[], help="intervention spec (repeatable)")
+    vqa.add_argument("--answer-prefix", default="", help="text the answer starts with, e.g. 'The colour is'")
+
+    describe = sub.add_parser("describe", help="generated descriptions: objects named and absent objects named")
+    model_options(describe)
+    describe.add_argument("--spec", type=Path, action="append", default=[], help="intervention spec (repeatable)")
+    describe.add_argument("--instruction", default=evaluate.DESCRIBE)
+    describe.add_argument("--max-new-tokens", type=int, default=24)
 
     loss = sub.add_parser("loss", help="caption loss as a function of how many image tokens are kept (Wei ch. 4.3)")
     model_options(loss)
@@ -142,6 +153,38 @@ def layer_window_conditions(spec: InterventionSpec, size: int) -> dict[str, Inte
     return conditions
 
 
+def _conditions(args: argparse.Namespace, loaded) -> tuple[dict[str, InterventionSpec], dict]:
+    conditions = {"none": InterventionSpec(), **{spec.name: spec for spec in map(load_spec, args.spec)}}
+    return conditions, ablation_means(list(conditions.values()), loaded)
+
+
+def run_vqa(args: argparse.Namespace) -> list[Path]:
+    loaded, dataset = _load(args)
+    conditions, means = _conditions(args, loaded)
+    rows = evaluate.vqa(loaded, dataset, conditions, args.answer_prefix, means)
+    scores = evaluate.rate_scores(rows, {"accuracy": ("correct", None)})
+    return _write_rates(args.out, "vqa", rows, scores, conditions)
+
+
+def run_describe(args: argparse.Namespace) -> list[Path]:
+    loaded, dataset = _load(args)
+    conditions, means = _conditions(args, loaded)
+    rows = evaluate.describe(loaded, dataset, conditions, args.instruction, args.max_new_tokens, means)
+    scores = evaluate.rate_scores(rows, {"objects_named": ("objects_named", "objects"),
+                                         "absent_named_per_description": ("absent_named", None)})
+    return _write_rates(args.out, "describe", rows, scores, conditions)
+
+
+def _write_rates(out: Path, name: str, rows: list[dict[str, Any]], scores: list[dict[str, Any]],
+                 conditions: dict[str, InterventionSpec]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = [_csv(rows, out / f"{name}_answers.csv"), _csv(scores, out / f"{name}_scores.csv"), out / f"{name}_scores.json"]
+    written[-1].write_text(json.dumps({"scores": scores, "conditions": {k: v.as_dict() for k, v in conditions.items()}},
+                                      indent=2) + "\n")
+    print(tables.markdown(pd.DataFrame(scores).round(2)))
+    return written
+
+
 def run_loss(args: argparse.Namespace) -> list[Path]:
     keeps = [None if v.strip() == "all" else int(v) for v in args.keep.split(",")]
     loaded, dataset = _load(args)
@@ -162,7 +205,7 @@ def _csv(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-COMMANDS = {"spec": run_spec, "poll": run_poll, "loss": run_loss}
+COMMANDS = {"spec": run_spec, "poll": run_poll, "vqa": run_vqa, "describe": run_describe, "loss": run_loss}
 
 if __name__ == "__main__":
     sys.exit(main())

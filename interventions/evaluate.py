@@ -1,12 +1,15 @@
 """Evaluation runners, each with and without interventions: yes/no object polling (POPE-style F1, Liu et al.
-Tables 3, 7, 9) and the loss of a given continuation such as a caption (Wei ch. 4.3).
+Tables 3, 7, 9), VQA with a prefilled answer prefix, generated descriptions that name the objects (Neo et al.), and
+the loss of a given continuation such as a caption (Wei ch. 4.3).
 
-Every runner does one forward pass per (question, condition), batch of one, and reads logits only: no generation.
+Batch of one. Generation re-runs the whole sequence at every step (no KV cache), so an intervention applies to
+the generated tokens exactly as to the prompt (they join the "text", "question" and "last" sets).
 """
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,6 +23,7 @@ from capture.prompts import build_prompt
 from interventions import token_sets
 from interventions.apply import intervened, plan_sample
 from interventions.spec import InterventionSpec, Knockout
+from store.schema import TokenKind
 
 POLL_QUESTION = "Is there a {object} in the image? Answer yes or no."
 DESCRIBE = "Describe the image."
@@ -56,11 +60,22 @@ def forward_logits(loaded: LoadedModel, prepared: Prepared, spec: InterventionSp
 
 def answer_token_ids(loaded: LoadedModel, words: tuple[str, ...] = ("Yes", "No")) -> list[int]:
     """First token of each answer word; they must differ."""
-    tokenizer = loaded.processor.tokenizer
-    ids = [tokenizer.encode(word, add_special_tokens=False)[0] for word in words]
-    if len(set(ids)) != len(ids):
+    shared, first = answer_tokens(loaded, words)
+    if shared:
         raise ValueError(f"answers {words} start with the same token; choose other answer words")
-    return ids
+    return first
+
+
+def answer_tokens(loaded: LoadedModel, words: tuple[str, ...]) -> tuple[list[int], list[int]]:
+    """The tokens all `words` start with, and each word's first token after them (these must differ)."""
+    encoded = [loaded.processor.tokenizer.encode(word, add_special_tokens=False) for word in words]
+    shared = 0
+    while all(len(e) > shared + 1 for e in encoded) and len({e[shared] for e in encoded}) == 1:
+        shared += 1
+    first = [e[shared] for e in encoded]
+    if len(set(first)) != len(first):
+        raise ValueError(f"answers {words} are not told apart by one token after their shared start")
+    return encoded[0][:shared], first
 
 
 def polling_questions(dataset: Dataset, seed: int = 0) -> list[tuple[int, str, bool]]:
@@ -169,3 +184,96 @@ def caption_losses(loaded: LoadedModel, dataset: Dataset, keeps: list[int | None
     if not rows:
         raise ValueError(f"dataset {dataset.name} has no records with captions")
     return rows
+
+
+def vqa(loaded: LoadedModel, dataset: Dataset, conditions: dict[str, InterventionSpec], answer_prefix: str = "",
+        means: dict | None = None) -> list[dict[str, Any]]:
+    """Records with a question (`text`) and an `answer`: the prompt ends with `answer_prefix` (e.g. "The colour is"),
+    and the model's choice is the answer, among all the dataset's answers, whose first token has the highest logit."""
+    records = [r for r in dataset.records if r.text and "answer" in r.annotation]
+    if not records:
+        raise ValueError(f"dataset {dataset.name} has no records with a question (text) and an answer")
+    choices = sorted({str(r.annotation["answer"]) for r in records})
+    shared, ids = answer_tokens(loaded, tuple((" " if answer_prefix else "") + choice for choice in choices))
+    rows = []
+    for record in records:
+        images = [load_image(path) for path in record.image_paths]
+        prompt = build_prompt(loaded.processor, "chat", record.text, len(images)) + answer_prefix
+        prepared = prepare(loaded, images, prompt, record.annotation)
+        for token in shared:  # the answers' common start (e.g. a space token) is part of the prefix
+            prepared = _append_token(prepared, token)
+        for name, spec in conditions.items():
+            logits = forward_logits(loaded, prepared, spec, means)[-1]
+            chosen = choices[int(torch.argmax(logits[ids]))]
+            rows.append({"condition": name, "sample_id": record.sample_id, "answer": str(record.annotation["answer"]),
+                         "chosen": chosen, "correct": chosen == str(record.annotation["answer"])})
+    return rows
+
+
+def generate(loaded: LoadedModel, prepared: Prepared, spec: InterventionSpec, max_new_tokens: int,
+             means: dict | None = None) -> list[int]:
+    """Greedy continuation (token ids) with `spec` applied at every step, stopping at the end-of-sequence token."""
+    tokenizer = loaded.processor.tokenizer
+    generated: list[int] = []
+    current = prepared
+    for _ in range(max_new_tokens):
+        token = int(torch.argmax(forward_logits(loaded, current, spec, means)[-1]))
+        if token == tokenizer.eos_token_id:
+            break
+        generated.append(token)
+        current = _append_token(current, token)
+    return generated
+
+
+def _append_token(prepared: Prepared, token: int) -> Prepared:
+    """`prepared` with one more text token at the end (input ids, masks and token table)."""
+    length = prepared.inputs["input_ids"].shape[1]
+    inputs = {}
+    for key, value in prepared.inputs.items():
+        if value.dim() == 2 and value.shape == (1, length):  # per-token inputs: ids, attention mask, type ids
+            fill = token if key == "input_ids" else (1 if key == "attention_mask" else 0)
+            value = torch.cat([value, torch.full((1, 1), fill, dtype=value.dtype)], dim=1)
+        inputs[key] = value
+    row = TokenTable.empty(1)
+    row.fields["kind"][:] = TokenKind.TEXT
+    row.fields["token_id"][:] = token
+    row.fields["position"][:] = length
+    table = TokenTable({k: np.concatenate([v, row.fields[k]]) for k, v in prepared.table.fields.items()},
+                       np.concatenate([prepared.table.box, row.box]))
+    return replace(prepared, inputs=inputs, table=table)
+
+
+def describe(loaded: LoadedModel, dataset: Dataset, conditions: dict[str, InterventionSpec],
+             instruction: str = DESCRIBE, max_new_tokens: int = 24, means: dict | None = None) -> list[dict[str, Any]]:
+    """One row per (image with objects, condition): the generated description, how many of the image's object
+    labels it names, and how many labels of objects absent from the image it names (hallucinations)."""
+    vocabulary = sorted({o["label"] for r in dataset.records for o in r.annotation.get("objects", [])})
+    rows = []
+    for record in dataset.records:
+        present = sorted({o["label"] for o in record.annotation.get("objects", [])})
+        if not present or len(record.image_paths) != 1:
+            continue
+        images = [load_image(path) for path in record.image_paths]
+        prepared = prepare(loaded, images, build_prompt(loaded.processor, "chat", instruction, 1), record.annotation)
+        for name, spec in conditions.items():
+            text = loaded.processor.tokenizer.decode(generate(loaded, prepared, spec, max_new_tokens, means))
+            named = {label for label in vocabulary if re.search(rf"\b{re.escape(label)}s?\b", text, re.IGNORECASE)}
+            rows.append({"condition": name, "sample_id": record.sample_id, "description": text,
+                         "objects": len(present), "objects_named": len(named & set(present)),
+                         "absent_named": len(named - set(present))})
+    if not rows:
+        raise ValueError(f"dataset {dataset.name} has no single-image records with objects to describe")
+    return rows
+
+
+def rate_scores(rows: list[dict[str, Any]], numerators: dict[str, tuple[str, str | None]]) -> list[dict[str, Any]]:
+    """Per condition, each named rate in %: sum(numerator) / sum(denominator column), or / rows when None."""
+    scores = []
+    for condition in dict.fromkeys(row["condition"] for row in rows):
+        mine = [row for row in rows if row["condition"] == condition]
+        score: dict[str, Any] = {"condition": condition, "n": len(mine)}
+        for name, (numerator, denominator) in numerators.items():
+            total = sum(row[denominator] for row in mine) if denominator else len(mine)
+            score[name] = 100 * sum(row[numerator] for row in mine) / max(total, 1)
+        scores.append(score)
+    return scores

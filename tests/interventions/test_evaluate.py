@@ -81,3 +81,56 @@ def test_caption_loss_by_kept_tokens_from_the_cli(synthetic_root, tmp_path):
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(tmp_path / "caption_loss.csv")
     assert len(table) == 3 and (table["count"] == 2).all() and table["kept_image_tokens"].iloc[0] == 0
+
+
+def test_generation_without_intervention_is_greedy_decoding(tiny_model, synthetic_root):
+    loaded = tiny_model("tiny-llava-ov")
+    record = open_dataset("synthetic-coco", synthetic_root, None, 1).records[0]
+    prepared = evaluate.prepare(loaded, [load_image(record.image_paths[0])],
+                                build_prompt(loaded.processor, "chat", evaluate.DESCRIBE, 1), record.annotation)
+    ours = evaluate.generate(loaded, prepared, InterventionSpec(), max_new_tokens=5)
+    with torch.inference_mode():
+        reference = loaded.model.generate(**prepared.inputs, max_new_tokens=5, do_sample=False)
+    assert ours == reference[0, prepared.inputs["input_ids"].shape[1]:].tolist()[: len(ours)] and len(ours) >= 1
+    # knocking the image out at every layer makes the description the same for every image
+    spec = parse_spec({"knockout": [{"queries": "text", "keys": "image", "layers": [0, 1]}]})
+    texts = {tuple(evaluate.generate(loaded, evaluate.prepare(loaded, [load_image(r.image_paths[0])],
+             build_prompt(loaded.processor, "chat", evaluate.DESCRIBE, 1), r.annotation), spec, 4))
+             for r in open_dataset("synthetic-coco", synthetic_root, None, 12).records
+             if load_image(r.image_paths[0]).size == load_image(record.image_paths[0]).size}
+    assert len(texts) == 1
+
+
+def test_describe_counts_named_objects(tiny_model, synthetic_root, monkeypatch):
+    loaded = tiny_model("tiny-llava-ov")
+    dataset = open_dataset("synthetic-coco", synthetic_root, None, 2)
+    present = sorted({o["label"] for o in dataset.records[0].annotation["objects"]})
+    absent = sorted({o["label"] for r in dataset.records for o in r.annotation["objects"]} - set(present))
+    said = f"A {present[0]} and two {absent[0]}s." if absent else f"A {present[0]}."
+    monkeypatch.setattr(evaluate, "generate", lambda *a, **k: loaded.processor.tokenizer.encode(said, add_special_tokens=False))
+    rows = evaluate.describe(loaded, dataset, {"none": InterventionSpec()})
+    assert rows[0]["objects_named"] == 1 and rows[0]["absent_named"] == (1 if absent else 0)
+    (score,) = evaluate.rate_scores(rows, {"named": ("objects_named", "objects")})
+    assert score["named"] == pytest.approx(100 * sum(r["objects_named"] for r in rows) / sum(r["objects"] for r in rows))
+
+
+def test_vqa_with_an_answer_prefix(tiny_model, noise_image, tmp_path):
+    import json
+
+    for i in range(3):
+        noise_image(40 + i, 40).save(tmp_path / f"{i}.png")
+    lines = [{"image": f"{i}.png", "text": "What colour is it?", "answer": a} for i, a in enumerate(["red", "blue", "red"])]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    loaded = tiny_model("tiny-llava-ov")
+    dataset = open_dataset("manifest", tmp_path, None, None)
+    rows = evaluate.vqa(loaded, dataset, {"none": InterventionSpec()}, answer_prefix="It is")
+    shared, ids = evaluate.answer_tokens(loaded, (" blue", " red"))
+    prompt = build_prompt(loaded.processor, "chat", "What colour is it?", 1) + "It is"
+    prepared = evaluate.prepare(loaded, [load_image(tmp_path / "0.png")], prompt, {})
+    with_space = evaluate.prepare(loaded, [load_image(tmp_path / "0.png")], prompt + " ", {})
+    assert shared == with_space.inputs["input_ids"][0, -len(shared):].tolist()  # the space, as tokenised in context
+    prepared = with_space
+    logits = evaluate.forward_logits(loaded, prepared, InterventionSpec())[-1]
+    assert rows[0]["chosen"] == ["blue", "red"][int(torch.argmax(logits[ids]))]
+    assert [r["answer"] for r in rows] == ["red", "blue", "red"]
+    assert [r["correct"] for r in rows] == [r["chosen"] == r["answer"] for r in rows]
