@@ -349,9 +349,12 @@ def _load_intervention(options: CaptureOptions, loaded: LoadedModel) -> tuple[In
         raise CaptureError("--intervention is resolved per sample: drop --forward-batch")
     try:
         spec = load_spec(options.intervention)
-        return spec, ablation_means([spec], loaded)
+        means = ablation_means([spec], loaded)
     except SpecError as error:
         raise CaptureError(str(error)) from None
+    if spec.knockout and options.attention_last:
+        raise CaptureError("--attention-last recomputes attention rows without the knockout mask: drop one of them")
+    return spec, means
 
 
 def _prepare(loaded: LoadedModel, dataset: Dataset, index: int, options: CaptureOptions,

@@ -48,3 +48,10 @@ def test_bad_spec_fails_before_anything_is_written(synthetic_root, tmp_path):
         run_capture(CaptureOptions(data_root=synthetic_root, limit=1, out=tmp_path / "s.zarr",
                                    intervention=tmp_path / "spec.json", progress=False))
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_attention_rows_are_refused_with_a_knockout(synthetic_root, tmp_path):
+    (tmp_path / "spec.json").write_text('{"knockout": [{"queries": "last", "keys": "image", "layers": [0]}]}')
+    with pytest.raises(CaptureError, match="--attention-last recomputes attention rows without the knockout mask"):
+        run_capture(CaptureOptions(data_root=synthetic_root, limit=1, out=tmp_path / "s.zarr", attention_last=True,
+                                   intervention=tmp_path / "spec.json", progress=False))
