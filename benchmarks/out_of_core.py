@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from common import REPO, append_results, peak_rss_mb
-from synthetic_store import IMAGE_SIZE, PlantedStore, bench_plan, write_store
+from synthetic_store import IMAGE_SIZE, PlantedStore, bench_plan, planted_layers, write_store
 
 from analyses import correspondence, variance
 from store import reader, schema
@@ -72,7 +72,7 @@ def run_variance(path: Path, n_samples: int) -> dict:
     result = variance.key_variance(ds, "keys").compute()
     keys = variance.input_agnostic_keys(result, variance.choose_threshold(result.values))
     flagged = sorted({layer for layer, _ in keys["all"]})
-    return {"correct": flagged == planted_layers_of(ds) and len(keys["all"]) == len(flagged) * ds.sizes["kv_head"]}
+    return {"correct": flagged == planted_layers(ds.layer.values) and len(keys["all"]) == len(flagged) * ds.sizes["kv_head"]}
 
 
 def keypoint_pairs(n_samples: int) -> list[correspondence.KeypointPair]:
@@ -88,14 +88,9 @@ def keypoint_pairs(n_samples: int) -> list[correspondence.KeypointPair]:
 def run_correspondence(path: Path, n_samples: int) -> dict:
     ds = reader.open(path)
     pck = correspondence.semantic_correspondence(ds, keypoint_pairs(n_samples), "values", part="base").pck
-    planted = pck.sel(layer=planted_layers_of(ds))
-    others = pck.drop_sel(layer=planted_layers_of(ds))
+    planted = pck.sel(layer=planted_layers(ds.layer.values))
+    others = pck.drop_sel(layer=planted_layers(ds.layer.values))
     return {"correct": bool(planted.min() > 0.95 and others.max() < 0.5)}
-
-
-def planted_layers_of(ds) -> list[int]:
-    layers = [int(v) for v in ds.layer.values]
-    return layers[: len(layers) // 2]
 
 
 ANALYSES = {"variance": (run_variance, "keys"), "correspondence": (run_correspondence, "values")}

@@ -3,6 +3,7 @@ capture of a Qwen2-0.5B-sized model, with bf16 values drawn from a normal distri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import ml_dtypes
@@ -77,10 +78,11 @@ BASE_GRID = 27  # base view of 27 x 27 = 729 tokens (SigLIP-384, as in OneVision
 IMAGE_SIZE = 384
 
 
-def planted_layers(plan: StorePlan) -> list[int]:
+def planted_layers(layers: Sequence[int]) -> list[int]:
     """Layers whose keys and values are the same positional vectors in every sample (plus 5 % noise): their keys are
     input-agnostic (low variance) and their values match each token to itself across images (PCK 1)."""
-    return list(plan.layers[: len(plan.layers) // 2])
+    layers = [int(layer) for layer in layers]
+    return layers[: len(layers) // 2]
 
 
 class PlantedStore:
@@ -92,7 +94,7 @@ class PlantedStore:
         self.rng = np.random.default_rng(seed)
         template = empty_arrays(plan, plan.batch_size, token_slots_for(tokens))
         self.hidden_pool = self._bf16_bits(self.rng.standard_normal(2 * template[schema.HIDDEN].size, dtype=np.float32))
-        shape = (len(planted_layers(plan)), plan.n_kv_heads, tokens, plan.head_dim)
+        shape = (len(planted_layers(plan.layers)), plan.n_kv_heads, tokens, plan.head_dim)
         self.positional = {name: self.rng.standard_normal(shape, dtype=np.float32) for name in (schema.KEYS, schema.VALUES)}
 
     @staticmethod
@@ -100,7 +102,7 @@ class PlantedStore:
         return values.astype(ml_dtypes.bfloat16).view(np.uint16)
 
     def payload(self, shard: int) -> ShardPayload:
-        rows, tokens, planted = len(self.plan.shard_samples(shard)), self.tokens, len(planted_layers(self.plan))
+        rows, tokens, planted = len(self.plan.shard_samples(shard)), self.tokens, len(planted_layers(self.plan.layers))
         arrays = empty_arrays(self.plan, rows, token_slots_for(tokens))
         hidden = arrays[schema.HIDDEN]
         start = int(self.rng.integers(0, self.hidden_pool.size - hidden.size))

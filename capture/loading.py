@@ -49,6 +49,13 @@ class LoadedModel:
         self.model = model.to(self.device).eval()
         return self
 
+    def model_inputs(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Processor tensors on the model's device, floating pixel values in the model's dtype."""
+        batch = {key: value.to(self.device) for key, value in inputs.items()}
+        if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
+            batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
+        return batch
+
 
 def resolve_model(name: str, revision: str | None = None) -> ResolvedModel:
     """Find the weights of `--model` on this machine; never downloads. Raises CaptureError when absent."""

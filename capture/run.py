@@ -426,12 +426,7 @@ def _capture_shard(loaded: LoadedModel, recorder: ActivationRecorder, plan: Stor
 def _forward_group(loaded: LoadedModel, recorder: ActivationRecorder, plan: StorePlan,
                    group: list[tuple[int, Prepared]], arrays: dict[str, np.ndarray]) -> None:
     decoder = loaded.adapter.decoder(loaded.model)
-    batch = {
-        key: torch.cat([item.inputs[key] for _, item in group]).to(loaded.device)
-        for key in group[0][1].inputs
-    }
-    if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
-        batch["pixel_values"] = batch["pixel_values"].to(loaded.dtype)
+    batch = loaded.model_inputs({key: torch.cat([item.inputs[key] for _, item in group]) for key in group[0][1].inputs})
     recorder.reset()
     sample_plan = group[0][1].plan  # groups hold one sample when there is an intervention
     with intervened(decoder, sample_plan) if sample_plan is not None else contextlib.nullcontext():

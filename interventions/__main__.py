@@ -109,15 +109,18 @@ def _load(args: argparse.Namespace):
     return loaded, dataset
 
 
+def _specs(args: argparse.Namespace) -> dict[str, InterventionSpec]:
+    """"none" and every --spec by name, read before the model is loaded (a bad spec fails at once)."""
+    return {"none": InterventionSpec(), **{spec.name: spec for spec in map(load_spec, args.spec)}}
+
+
 def run_poll(args: argparse.Namespace) -> list[Path]:
     if "{object}" not in args.question:
         raise ValueError("--question must contain {object}")
-    specs = [load_spec(path) for path in args.spec]
-    conditions: dict[str, InterventionSpec] = {"none": InterventionSpec()}
+    conditions = _specs(args)
     loaded, dataset = _load(args)
     n_kv_heads = loaded.adapter.text_config(loaded.config).num_key_value_heads
-    for spec in specs:
-        conditions[spec.name] = spec
+    for spec in list(conditions.values())[1:]:
         if args.controls:
             conditions.update(evaluate.control_conditions(spec, n_kv_heads, args.seed))
         if args.layer_windows:
@@ -128,16 +131,10 @@ def run_poll(args: argparse.Namespace) -> list[Path]:
     base = next(s for s in scores if s["condition"] == "none")
     for score in scores:
         score["f1_change"] = score["f1"] - base["f1"]
-    args.out.mkdir(parents=True, exist_ok=True)
-    written = [_csv(rows, args.out / "polling_answers.csv"), _csv(scores, args.out / "polling_scores.csv")]
-    summary = {"model": args.model, "dataset": args.dataset, "question": args.question, "scores": scores,
-               "conditions": {name: spec.as_dict() for name, spec in conditions.items()}}
-    written.append(args.out / "polling_scores.json")
-    written[-1].write_text(json.dumps(summary, indent=2) + "\n")
+    written = _write_results(args, "polling", rows, scores, conditions)
     written.append(figures.save(figures.polling_bars(scores), args.out / "polling_f1.png"))
     if args.layer_windows:
         written.append(figures.save(figures.window_effect(scores), args.out / "polling_f1_by_layer_window.png"))
-    print(tables.markdown(pd.DataFrame(scores).round(2)))
     return written
 
 
@@ -153,34 +150,36 @@ def layer_window_conditions(spec: InterventionSpec, size: int) -> dict[str, Inte
     return conditions
 
 
-def _conditions(args: argparse.Namespace, loaded) -> tuple[dict[str, InterventionSpec], dict]:
-    conditions = {"none": InterventionSpec(), **{spec.name: spec for spec in map(load_spec, args.spec)}}
-    return conditions, ablation_means(list(conditions.values()), loaded)
-
-
 def run_vqa(args: argparse.Namespace) -> list[Path]:
+    conditions = _specs(args)
     loaded, dataset = _load(args)
-    conditions, means = _conditions(args, loaded)
-    rows = evaluate.vqa(loaded, dataset, conditions, args.answer_prefix, means)
+    rows = evaluate.vqa(loaded, dataset, conditions, args.answer_prefix, ablation_means(list(conditions.values()), loaded))
     scores = evaluate.rate_scores(rows, {"accuracy": ("correct", None)})
-    return _write_rates(args.out, "vqa", rows, scores, conditions)
+    return _write_results(args, "vqa", rows, scores, conditions)
 
 
 def run_describe(args: argparse.Namespace) -> list[Path]:
+    conditions = _specs(args)
     loaded, dataset = _load(args)
-    conditions, means = _conditions(args, loaded)
-    rows = evaluate.describe(loaded, dataset, conditions, args.instruction, args.max_new_tokens, means)
+    rows = evaluate.describe(loaded, dataset, conditions, args.instruction, args.max_new_tokens,
+                             ablation_means(list(conditions.values()), loaded))
     scores = evaluate.rate_scores(rows, {"objects_named": ("objects_named", "objects"),
                                          "absent_named_per_description": ("absent_named", None)})
-    return _write_rates(args.out, "describe", rows, scores, conditions)
+    return _write_results(args, "describe", rows, scores, conditions)
 
 
-def _write_rates(out: Path, name: str, rows: list[dict[str, Any]], scores: list[dict[str, Any]],
-                 conditions: dict[str, InterventionSpec]) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    written = [_csv(rows, out / f"{name}_answers.csv"), _csv(scores, out / f"{name}_scores.csv"), out / f"{name}_scores.json"]
-    written[-1].write_text(json.dumps({"scores": scores, "conditions": {k: v.as_dict() for k, v in conditions.items()}},
-                                      indent=2) + "\n")
+def _write_results(args: argparse.Namespace, name: str, rows: list[dict[str, Any]], scores: list[dict[str, Any]],
+                   conditions: dict[str, InterventionSpec]) -> list[Path]:
+    """NAME_answers.csv (one row per question and condition), NAME_scores.csv and NAME_scores.json (with the model,
+    dataset, options and every condition's spec) in --out; the scores printed as a markdown table."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    options = {key: value for key, value in vars(args).items()
+               if key in ("question", "answer_prefix", "instruction", "max_new_tokens", "seed")}
+    summary = {"model": args.model, "dataset": args.dataset, **options, "scores": scores,
+               "conditions": {key: spec.as_dict() for key, spec in conditions.items()}}
+    written = [_csv(rows, args.out / f"{name}_answers.csv"), _csv(scores, args.out / f"{name}_scores.csv"),
+               args.out / f"{name}_scores.json"]
+    written[-1].write_text(json.dumps(summary, indent=2) + "\n")
     print(tables.markdown(pd.DataFrame(scores).round(2)))
     return written
 

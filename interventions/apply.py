@@ -84,13 +84,13 @@ def knockout_mask(base: torch.Tensor | None, blocked: list[Blocked], batch: int,
     mask = mask.expand(batch, n_heads, length, mask.shape[-1]).clone()
     group = n_heads // n_kv_heads
     diagonal = torch.arange(length, device=device)
+    own = mask[:, :, diagonal, diagonal].clone()
     for entry in blocked:
         heads = slice(None) if entry.kv_head is None else slice(entry.kv_head * group, (entry.kv_head + 1) * group)
         queries = torch.as_tensor(entry.queries, device=device)
         keys = torch.as_tensor(entry.keys, device=device)
-        kept = mask[:, :, diagonal, diagonal].clone()
         mask[:, heads, queries[:, None], keys[None, :]] = low
-        mask[:, :, diagonal, diagonal] = kept
+    mask[:, :, diagonal, diagonal] = own  # every token keeps its own entry
     return mask
 
 

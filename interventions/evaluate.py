@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from capture.datasets import Dataset, load_image
+from capture.datasets import Dataset, Record, load_image
 from capture.families.base import TokenTable
 from capture.loading import LoadedModel
 from capture.prompts import build_prompt
@@ -50,11 +50,8 @@ def forward_logits(loaded: LoadedModel, prepared: Prepared, spec: InterventionSp
                    means: dict | None = None, label: str | None = None, last: int = 1) -> torch.Tensor:
     """Logits (last, vocab) float32 of the final `last` positions with `spec` applied."""
     plan, _ = plan_sample(spec, prepared.table, prepared.annotation, prepared.image_sizes, means, label)
-    batch = {key: value.to(loaded.device) for key, value in prepared.inputs.items()}
-    if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
-        batch["pixel_values"] = batch["pixel_values"].to(loaded.dtype)
     with torch.inference_mode(), intervened(loaded.adapter.decoder(loaded.model), plan):
-        output = loaded.model(**batch, logits_to_keep=last)
+        output = loaded.model(**loaded.model_inputs(prepared.inputs), logits_to_keep=last)
     return output.logits[0].float()
 
 
@@ -78,15 +75,27 @@ def answer_tokens(loaded: LoadedModel, words: tuple[str, ...]) -> tuple[list[int
     return encoded[0][:shared], first
 
 
+def _object_labels(record: Record) -> list[str]:
+    """Sorted labels of the record's objects; none unless it is a single image (objects belong to image 0)."""
+    if len(record.image_paths) != 1:
+        return []
+    return sorted({o["label"] for o in record.annotation.get("objects", [])})
+
+
+def _label_vocabulary(dataset: Dataset) -> list[str]:
+    """Every object label of the dataset, multi-image records included."""
+    return sorted({o["label"] for record in dataset.records for o in record.annotation.get("objects", [])})
+
+
 def polling_questions(dataset: Dataset, seed: int = 0) -> list[tuple[int, str, bool]]:
     """(record index, object label, present) for every single-image record with objects: each present label, and
     as many absent labels drawn at random from the dataset's other labels (POPE's random setting)."""
-    vocabulary = sorted({o["label"] for r in dataset.records for o in r.annotation.get("objects", [])})
+    vocabulary = _label_vocabulary(dataset)
     rng = random.Random(seed)
     questions = []
     for index, record in enumerate(dataset.records):
-        present = sorted({o["label"] for o in record.annotation.get("objects", [])})
-        if not present or len(record.image_paths) != 1:
+        present = _object_labels(record)
+        if not present:
             continue
         absent = [label for label in vocabulary if label not in present]
         questions += [(index, label, True) for label in present]
@@ -117,8 +126,7 @@ def poll(loaded: LoadedModel, dataset: Dataset, conditions: dict[str, Interventi
 def polling_scores(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per condition: accuracy, precision, recall, F1 (positive class: yes) and the yes ratio, in %."""
     scores = []
-    for condition in dict.fromkeys(row["condition"] for row in rows):
-        mine = [row for row in rows if row["condition"] == condition]
+    for condition, mine in _by_condition(rows):
         truth = np.array([row["present"] for row in mine])
         said = np.array([row["answer_yes"] for row in mine])
         tp, fp, fn = int((truth & said).sum()), int((~truth & said).sum()), int((truth & ~said).sum())
@@ -129,6 +137,14 @@ def polling_scores(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                        "precision": 100 * precision, "recall": 100 * recall, "f1": 100 * f1,
                        "yes_ratio": 100 * float(said.mean())})
     return scores
+
+
+def _by_condition(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Rows grouped by their "condition", in first-seen order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["condition"], []).append(row)
+    return list(groups.items())
 
 
 def control_conditions(spec: InterventionSpec, n_kv_heads: int, seed: int = 0) -> dict[str, InterventionSpec]:
@@ -247,11 +263,11 @@ def describe(loaded: LoadedModel, dataset: Dataset, conditions: dict[str, Interv
              instruction: str = DESCRIBE, max_new_tokens: int = 24, means: dict | None = None) -> list[dict[str, Any]]:
     """One row per (image with objects, condition): the generated description, how many of the image's object
     labels it names, and how many labels of objects absent from the image it names (hallucinations)."""
-    vocabulary = sorted({o["label"] for r in dataset.records for o in r.annotation.get("objects", [])})
+    vocabulary = _label_vocabulary(dataset)
     rows = []
     for record in dataset.records:
-        present = sorted({o["label"] for o in record.annotation.get("objects", [])})
-        if not present or len(record.image_paths) != 1:
+        present = _object_labels(record)
+        if not present:
             continue
         images = [load_image(path) for path in record.image_paths]
         prepared = prepare(loaded, images, build_prompt(loaded.processor, "chat", instruction, 1), record.annotation)
@@ -269,8 +285,7 @@ def describe(loaded: LoadedModel, dataset: Dataset, conditions: dict[str, Interv
 def rate_scores(rows: list[dict[str, Any]], numerators: dict[str, tuple[str, str | None]]) -> list[dict[str, Any]]:
     """Per condition, each named rate in %: sum(numerator) / sum(denominator column), or / rows when None."""
     scores = []
-    for condition in dict.fromkeys(row["condition"] for row in rows):
-        mine = [row for row in rows if row["condition"] == condition]
+    for condition, mine in _by_condition(rows):
         score: dict[str, Any] = {"condition": condition, "n": len(mine)}
         for name, (numerator, denominator) in numerators.items():
             total = sum(row[denominator] for row in mine) if denominator else len(mine)
