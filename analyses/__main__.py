@@ -13,18 +13,23 @@ import matplotlib
 matplotlib.use("Agg")  # files only; before anything imports pyplot
 
 from analyses import commands  # noqa: E402
+from store import location  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analyses", description="Offline analyses of activation stores.")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="run dask on a LocalCluster of N single-threaded workers (0: dask's threaded scheduler)")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=int, default=0,
+                         help="run dask on a LocalCluster of N single-threaded workers (0: dask's threaded scheduler)")
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="run dask on an existing cluster, e.g. tcp://10.0.0.5:8786 (a dask-jobqueue SLURMCluster's "
+                              "scheduler_address), or a scheduler file written by `dask scheduler --scheduler-file`")
     sub = parser.add_subparsers(dest="name", required=True)
 
     def add(name: str, help_text: str, multi_store: bool = False) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text)
-        command.add_argument("--store", type=Path, required=True, action="append" if multi_store else None,
-                             help="store path" + (" (repeat for one curve per store)" if multi_store else ""))
+        command.add_argument("--store", required=True, action="append" if multi_store else None,
+                             help="store path or URL (s3://...)" + (" (repeat for one curve per store)" if multi_store else ""))
         command.add_argument("--out", type=Path, required=True, help="directory for results and figures")
         return command
 
@@ -76,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--array", default="values", choices=["values", "keys", "keys_prerope", "hidden"])
     probe.add_argument("--part", default="auto", choices=["auto", "base", "grid"])
     probe.add_argument("--n-support", type=int, default=2, help="support images per label")
-    probe.add_argument("--text-store", type=Path, help="text-only capture of the labels (--samples categories)")
+    probe.add_argument("--text-store", help="text-only capture of the labels (--samples categories): path or URL")
 
     cos = add("cosine", "inter-modal cosine similarity of hidden states per layer", multi_store=True)
     cos.add_argument("--text", default="after_image", choices=["after_image", "all"], help="text tokens compared")
@@ -100,17 +105,23 @@ RUNNERS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    options = {k: v for k, v in vars(args).items() if k not in ("name", "store", "out", "workers")}
-    stores = args.store if isinstance(args.store, list) else [args.store]
-    missing = [str(s) for s in stores if not s.exists()]
+    options = {k: v for k, v in vars(args).items() if k not in ("name", "store", "out", "workers", "scheduler")}
+    stores = [location.normalise(s) for s in (args.store if isinstance(args.store, list) else [args.store])]
+    if options.get("text_store"):
+        options["text_store"] = location.normalise(options["text_store"])
+    try:
+        missing = [str(s) for s in [*stores, options.get("text_store")] if s and not location.exists(s)]
+    except location.LocationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if missing:
         print(f"error: store {', '.join(missing)} does not exist", file=sys.stderr)
         return 2
-    client = None
-    if args.workers > 0:
-        from dask.distributed import Client, LocalCluster
-
-        client = Client(LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"))
+    try:
+        client = _client(args.workers, args.scheduler)  # becomes dask's default scheduler for every computation
+    except (OSError, TimeoutError) as error:
+        print(f"error: cannot reach the dask scheduler {args.scheduler}: {error}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     try:
@@ -127,6 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{args.name}: {time.perf_counter() - started:.1f} s, peak RSS {peak:.0f} MB")
     return 0
+
+
+def _client(workers: int, scheduler: str | None):
+    """A dask.distributed client: on a new LocalCluster of `workers` processes, or connected to `scheduler` (an
+    address or a scheduler file); None for dask's default threaded scheduler."""
+    if not workers and not scheduler:
+        return None
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        if Path(scheduler).is_file():
+            return Client(scheduler_file=scheduler)
+        return Client(scheduler)
+    return Client(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def by_kind(result: xr.Dataset, kind: xr.DataArray) -> xr.Dataset:
     """Mean share of the last position's norm-based attention (and weight) going to each token kind, per layer."""
     from store.schema import TokenKind
 
-    kinds = kind.sel(sample=result.sample)
+    kinds = kind.sel(sample=result.sample).compute()  # a small table; `result` is in memory too
     shares = {}
     total_norm = result.norm.sum("token")
     for token_kind in (TokenKind.TEXT, TokenKind.SPECIAL, TokenKind.IMAGE, TokenKind.IMAGE_NEWLINE):

@@ -4,6 +4,7 @@ capture of a Qwen2-0.5B-sized model, with bf16 values drawn from a normal distri
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import ml_dtypes
@@ -13,7 +14,7 @@ from store import schema
 from store.layout import StorePlan, empty_arrays, token_slots_for
 from store.lossy import round_mantissa
 from store.schema import ImagePart
-from store.writer import ShardPayload, ShardWriter, create_store
+from store.writer import ShardPayload, ShardWriter, create_store, finalize
 
 ACTIVATIONS = (schema.HIDDEN, schema.KEYS, schema.VALUES, schema.FFN_TOPK_VALUE)
 
@@ -53,6 +54,7 @@ def write_store(path: Path, plan: StorePlan, tokens: int, seed: int = 0, keep_bi
     config = {"model": "synthetic", "revision": "-", "compute_dtype": "bfloat16", "dataset": "synthetic",
               "layers": list(plan.layers), "streams": list(plan.streams), "tokens": ["image"], "n_samples": plan.n_samples,
               "ffn_topk": plan.ffn_topk}
+    plan = replace(plan, token_capacity=max(plan.token_capacity, token_slots_for(tokens)))
     root = create_store(path, plan, {schema.ATTR_FORMAT: schema.FORMAT_NAME, schema.ATTR_SCHEMA_VERSION: schema.SCHEMA_VERSION,
                                      schema.ATTR_CAPTURE_CONFIG: config}, {"attrs": {}, "arrays": {}})
     writer = ShardWriter(root, plan)
@@ -68,6 +70,7 @@ def write_store(path: Path, plan: StorePlan, tokens: int, seed: int = 0, keep_bi
         total += item.nbytes
         writer.submit(item)
     writer.close()
+    finalize(root)
     return total
 
 

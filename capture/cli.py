@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", default="images", choices=SAMPLE_UNITS,
                         help="one sample per image, per box annotation, or per category name (text only)")
     parser.add_argument("--text-only", action="store_true", help="drop the images: capture the text of each sample alone")
-    parser.add_argument("--out", type=Path, help="store path (default: stores/<model>__<dataset>.zarr)")
+    parser.add_argument("--out", help="store path or URL, e.g. s3://bucket/prefix/store.zarr (credentials and "
+                                      "endpoint from AWS_* variables; default: stores/<model>__<dataset>.zarr)")
     parser.add_argument("--layers", default="all", help="decoder layers: all, or indices/ranges like 0-3,7")
     parser.add_argument("--tokens", default="all", help="token sets stored: all, or any of image,text,last")
     parser.add_argument("--ffn-topk", type=int, default=16, help="FFN memory coefficients kept per token (top-k; 0: none)")
@@ -63,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--intervention", type=Path,
                         help="capture an intervened run: a spec file (knockout, mean ablation, truncation; see "
                              "`python -m interventions spec`)")
+    parser.add_argument("--rank", type=int, default=int(os.environ.get("RANK", 0)),
+                        help="this process's rank: it writes shards rank, rank + world size, ... (default: $RANK, "
+                             "set by torchrun; for SLURM arrays pass $SLURM_ARRAY_TASK_ID)")
+    parser.add_argument("--world-size", type=int, default=int(os.environ.get("WORLD_SIZE", 1)),
+                        help="processes sharing the store (default: $WORLD_SIZE, set by torchrun)")
+    parser.add_argument("--wait-for-store", type=float, default=3600, metavar="SECONDS",
+                        help="how long a rank other than 0 waits for rank 0 to create the store")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -78,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         text_only=args.text_only, prompt=args.prompt,
         template=args.template, prefix=args.prefix, prompt_set=args.prompt_set, visual_prefix=args.visual_prefix,
         batch_size=args.batch_size, forward_batch=args.forward_batch, overwrite=args.overwrite, progress=not args.no_progress,
-        catalog=args.catalog, intervention=args.intervention,
+        catalog=args.catalog, intervention=args.intervention, rank=args.rank, world_size=args.world_size,
+        wait_for_store=args.wait_for_store,
     )
     from huggingface_hub.utils import disable_progress_bars
     from transformers.utils import logging as hf_logging

@@ -99,8 +99,10 @@ def _require_weights(directory: Path, what: str, hint: str = "") -> None:
 
 
 def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "auto":  # under torchrun, each process takes the GPU of its LOCAL_RANK
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CaptureError(f"--device {device} requested but no CUDA device is available (use --device cpu)")
     return torch.device(device)

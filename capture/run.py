@@ -7,7 +7,6 @@ import getpass
 import hashlib
 import json
 import platform
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -29,17 +28,28 @@ from capture.selection import parse_layers, parse_token_sets, select_positions, 
 from interventions.apply import SamplePlan, intervened, plan_sample
 from interventions.means import ablation_means
 from interventions.spec import InterventionSpec, SpecError, load_spec
-from store import schema
+from store import location, schema
 from store.info import bytes_on_disk
-from store.layout import TOKEN_BLOCK, StorePlan, empty_arrays
+from store.layout import TOKEN_BLOCK, StorePlan, empty_arrays, token_slots_for
+from store.location import Location
 from store.lossy import FORMATS as LOSSY_FORMATS
 from store.lossy import max_relative_error, round_mantissa
-from store.writer import ShardPayload, ShardWriter, StoreError, completed_shards, create_store, open_for_resume
+from store.writer import (
+    ShardPayload,
+    ShardWriter,
+    StoreError,
+    completed_shards,
+    create_store,
+    finalize,
+    open_for_resume,
+    wait_for_store,
+)
 
 COMPRESSIONS = ("none", "zstd")
 # Arrays in the compute dtype that --keep-mantissa-bits rounds (attention rows and indices stay exact).
 LOSSY_ARRAYS = (schema.HIDDEN, schema.KEYS, schema.VALUES, schema.KEYS_PREROPE, schema.FFN_TOPK_VALUE, schema.FFN_DENSE)
 TORCH_TO_LOGICAL = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
+DEFAULT_TOKEN_CAPACITY = 32768  # when the text config names no max_position_embeddings
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,7 @@ class CaptureOptions:
 
     model: str = "tiny-llava-ov"
     dataset: str = "synthetic-coco"
-    out: Path | None = None
+    out: Location | None = None  # a directory or a URL (s3://bucket/prefix, ...)
     data_root: Path | None = None
     split: str | None = None
     limit: int | None = None
@@ -75,12 +85,15 @@ class CaptureOptions:
     overwrite: bool = False
     catalog: str | None = None  # register the finished store in this catalog
     intervention: Path | None = None  # spec file (interventions.spec): capture an intervened run
+    rank: int = 0  # this process writes shards rank, rank + world_size, ... (torchrun / SLURM arrays)
+    world_size: int = 1
+    wait_for_store: float = 3600.0  # seconds a rank > 0 waits for rank 0 to create the store
     progress: bool = True
 
 
 @dataclass
 class CaptureSummary:
-    path: Path
+    path: Location
     n_samples: int
     captured: int
     skipped: int
@@ -91,11 +104,20 @@ class CaptureSummary:
     forward_seconds: float = 0.0
     tokens: int = 0
     catalog_row: dict[str, Any] | None = None
+    rank: int = 0
+    world_size: int = 1
+    shards_written: int = 0
+    pending_shards: int = 0  # shards not yet complete in the store (other ranks' work)
 
     def lines(self) -> list[str]:
         per_sample = self.bytes_on_disk / max(self.captured, 1)
-        out = [
-            f"store:    {self.path}",
+        out = [f"store:    {self.path}"]
+        if self.world_size > 1:
+            out.append(f"rank:     {self.rank} of {self.world_size}: wrote {self.shards_written} shards; "
+                       + ("the store is complete" if not self.pending_shards else
+                          f"{self.pending_shards} shards still pending on other ranks (the last rank to finish "
+                          "completes the store)"))
+        out += [
             f"samples:  {self.captured} captured, {self.skipped} skipped, {self.n_samples} in dataset"
             + (f" ({self.resumed_shards} shards already complete)" if self.resumed_shards else ""),
             f"size:     {self.bytes_on_disk / 1e6:.2f} MB on disk ({per_sample / 1e3:.1f} kB per captured sample)",
@@ -149,6 +171,12 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
         raise CaptureError(f"--compression {options.compression!r}: choose from {', '.join(COMPRESSIONS)}")
     if options.ffn_topk < 0:
         raise CaptureError(f"--ffn-topk must be 0 (no FFN coefficients) or more, got {options.ffn_topk}")
+    if not 0 <= options.rank < options.world_size:
+        raise CaptureError(f"--rank must be in 0..{options.world_size - 1} for --world-size {options.world_size}, "
+                           f"got {options.rank}")
+    if options.world_size > 1 and options.overwrite:
+        raise CaptureError("--overwrite with several ranks would let one rank delete the others' shards: delete the "
+                           "store first, or run --overwrite with one process")
     _check_prompt_options(options)
     token_sets = parse_token_sets(options.tokens)
     dense_sets = parse_token_sets(options.ffn_dense_tokens) if options.ffn_dense_tokens else None
@@ -159,8 +187,11 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
     if options.limit is not None:
         dataset = replace(dataset, records=dataset.records[: options.limit])
     _check_record_fields(options, dataset)
-    out = (options.out or default_out(options)).expanduser().resolve()
-    _check_writable(out)
+    out = location.normalise(options.out or default_out(options))
+    try:
+        location.check_writable(out)
+    except location.LocationError as error:
+        raise CaptureError(str(error)) from None
     loaded = open_model(resolved, options.dtype, options.device)
     _preflight_prompts(loaded, options, dataset)
     intervention = _load_intervention(options, loaded)
@@ -187,6 +218,7 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
         n_heads=text_config.num_attention_heads,
         attention_last=options.attention_last,
         compression=options.compression,
+        token_capacity=token_slots_for(getattr(text_config, "max_position_embeddings", None) or DEFAULT_TOKEN_CAPACITY),
     )
     if options.keep_mantissa_bits is not None:
         mantissa = LOSSY_FORMATS[plan.compute_dtype][1]
@@ -196,28 +228,34 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
     attrs = _store_attributes(options, loaded, dataset, plan, token_sets, dense_sets, out)
     attrs[schema.ATTR_CAPTURE_CONFIG]["intervention"] = intervention[0].as_dict() if intervention else None
     try:  # every check happens before the (slow) weight loading
-        root = open_for_resume(out, attrs, options.overwrite)
-        loaded.load_weights()
-        if root is None:
-            if out.exists():  # --overwrite of an existing store
-                shutil.rmtree(out)
-            root = create_store(out, plan, attrs, _lens_arrays(loaded, layers, options.attention_last,
-                                                               bool(plan.ffn_topk or plan.ffn_dense)))
+        if options.rank == 0:  # rank 0 creates the store (or resumes it); the others wait for it
+            root = open_for_resume(out, attrs, options.overwrite)
+            loaded.load_weights()
+            if root is None:
+                if location.exists(out):  # --overwrite, or a creation that was interrupted (no shard written yet)
+                    location.remove(out)
+                root = create_store(out, plan, attrs, _lens_arrays(loaded, layers, options.attention_last,
+                                                                   bool(plan.ffn_topk or plan.ffn_dense)))
+        else:
+            loaded.load_weights()
+            root = wait_for_store(out, attrs, options.wait_for_store,
+                                  notify=lambda message: print(f"rank {options.rank}: {message}", file=sys.stderr))
     except StoreError as error:
         raise CaptureError(str(error)) from None
     decoder = loaded.adapter.decoder(loaded.model)
-    done = completed_shards(root)
+    owned = plan.shards_of(options.rank, options.world_size)
+    done = completed_shards(root) & set(owned)
+    todo = [shard for shard in owned if shard not in done]
 
     writer = ShardWriter(root, plan)
-    progress = _progress_bar(options.progress, plan, done)
-    summary = CaptureSummary(out, plan.n_samples, 0, 0, [], 0, 0.0, resumed_shards=len(done))
+    progress = _progress_bar(options.progress, plan, owned, done)
+    summary = CaptureSummary(out, plan.n_samples, 0, 0, [], 0, 0.0, resumed_shards=len(done), rank=options.rank,
+                             world_size=options.world_size, shards_written=len(todo))
     try:
         with torch.inference_mode(), ActivationRecorder(
             decoder, layers, options.ffn_topk, dense_sets is not None, options.keys_prerope, options.attention_last
         ) as recorder:
-            for shard in range(plan.n_shards):
-                if shard in done:
-                    continue
+            for shard in todo:
                 prepared = [
                     _prepare(loaded, dataset, i, options, token_sets, dense_sets, intervention)
                     for i in plan.shard_samples(shard)
@@ -235,6 +273,7 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
                     f"{summary.tokens / elapsed:,.0f} tok/s, {writer.bytes_written / elapsed / 1e6:.1f} MB/s written"
                 )
         writer.close()
+        complete = finalize(root)  # whichever rank finishes the last shard completes the store
     except StoreError as error:
         raise CaptureError(str(error)) from None
     except KeyboardInterrupt:
@@ -248,7 +287,8 @@ def run_capture(options: CaptureOptions) -> CaptureSummary:
     summary.skipped = int((status == schema.SampleStatus.SKIPPED).sum())
     summary.skip_reasons = [str(r) for r, s in zip(reasons, status) if s == schema.SampleStatus.SKIPPED]
     summary.bytes_on_disk = bytes_on_disk(out)
-    if options.catalog:
+    summary.pending_shards = plan.n_shards - len(completed_shards(root))
+    if options.catalog and complete:
         from store.catalog import CatalogError, add
 
         try:
@@ -285,23 +325,12 @@ def _check_record_fields(options: CaptureOptions, dataset: Dataset) -> None:
             raise CaptureError(f"sample {record.sample_id}: {error}") from None
 
 
-def _check_writable(out: Path) -> None:
-    parent = out.parent
-    while not parent.exists():
-        parent = parent.parent
-    probe = parent / f".write-probe-{out.name}"
-    try:
-        probe.touch()
-        probe.unlink()
-    except OSError as error:
-        raise CaptureError(f"cannot write the store at {out}: {error.strerror or error} ({parent})") from None
-
-
-def _progress_bar(enabled: bool, plan: StorePlan, done: set[int]) -> Any:
+def _progress_bar(enabled: bool, plan: StorePlan, owned: list[int], done: set[int]) -> Any:
     from tqdm.auto import tqdm
 
+    total = sum(len(plan.shard_samples(s)) for s in owned)
     initial = sum(len(plan.shard_samples(s)) for s in done)
-    return tqdm(total=plan.n_samples, initial=initial, unit="sample", disable=not enabled, dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, unit="sample", disable=not enabled, dynamic_ncols=True)
 
 
 def _sample_prompt(loaded: LoadedModel, options: CaptureOptions, record: Any, index: int,
@@ -516,7 +545,7 @@ def _lens_arrays(loaded: LoadedModel, layers: tuple[int, ...], attention_last: b
 
 
 def _store_attributes(options: CaptureOptions, loaded: LoadedModel, dataset: Dataset, plan: StorePlan,
-                      token_sets: tuple[str, ...], dense_sets: tuple[str, ...] | None, out: Path) -> dict[str, Any]:
+                      token_sets: tuple[str, ...], dense_sets: tuple[str, ...] | None, out: Location) -> dict[str, Any]:
     resolved = loaded.resolved
     record_ids = hashlib.sha256("\n".join(r.sample_id for r in dataset.records).encode()).hexdigest()
     capture_config = {

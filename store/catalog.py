@@ -24,11 +24,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import pandas as pd
 import xarray as xr
 
 from store import schema
+from store.location import filesystem, is_url
 
 ESMCAT_VERSION = "0.1.0"
 ASSET_COLUMN = "url"
@@ -53,10 +53,6 @@ def catalog_files(name: str | Path) -> tuple[Path, Path]:
     return stem.with_suffix(".json"), stem.with_suffix(".csv")
 
 
-def is_url(location: str | Path) -> bool:
-    return "://" in str(location)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # reading a store
 
@@ -64,7 +60,7 @@ def is_url(location: str | Path) -> bool:
 def store_checksum(location: str | Path) -> str:
     """SHA-256 over every metadata document (`zarr.json`) of the store, in path order: changes when arrays,
     shapes or attributes change, not when data is read."""
-    fs, root = fsspec.core.url_to_fs(str(location))
+    fs, root = filesystem(str(location))
     documents = sorted(p for p in fs.find(root) if p.endswith("zarr.json"))
     if not documents:
         raise CatalogError(f"{location} has no Zarr metadata (not a store, or not reachable)")

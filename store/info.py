@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from store import schema
+from store.location import filesystem
 from store.validate import open_group
 
 
@@ -12,9 +13,7 @@ def bytes_on_disk(path: str | Path) -> int:
     """Total size of the files under the store at `path` (a local path or an fsspec URL)."""
     if "://" not in str(path):
         return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(str(path))
+    fs, root = filesystem(str(path))
     return int(fs.du(root))
 
 

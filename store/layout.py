@@ -2,7 +2,8 @@
 
 Shards are aligned with the capture batch along `sample` and span whole token blocks, so each batch
 is written as whole shards by one writer. Inner chunks are sized for the common read: one (layer,
-head) across the batch's samples. The token axis grows in whole blocks as longer samples arrive.
+head) across the batch's samples. The token axis is created at the model's capacity (whole blocks) and cut to
+the longest captured sample when the capture completes.
 """
 
 from __future__ import annotations
@@ -59,10 +60,19 @@ class StorePlan:
     n_heads: int = 0  # query heads (needed with attention_last)
     attention_last: bool = False
     compression: str = "none"  # activation arrays: "none" or "zstd" (level 1); small arrays always use zstd
+    # Token slots the arrays are created with: enough for the longest possible sample, so that no writer ever
+    # resizes an array while another writes (several ranks share a store). The finished store is cut to the
+    # longest captured sample (`store.writer.finalize`); slots never written cost nothing on disk.
+    token_capacity: int = TOKEN_BLOCK
 
     @property
     def n_shards(self) -> int:
         return -(-self.n_samples // self.batch_size)
+
+    def shards_of(self, rank: int, world_size: int) -> list[int]:
+        """The shards rank `rank` of `world_size` writes: every world_size-th one, so ranks share the work evenly
+        and no two write the same shard."""
+        return list(range(rank, self.n_shards, world_size))
 
     def shard_samples(self, shard: int) -> range:
         start = shard * self.batch_size

@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
-from store import schema, shard_io
+from store import location, schema, shard_io
 
 LOGICAL_NUMPY = {"bfloat16": np.dtype(ml_dtypes.bfloat16)}
 
@@ -53,9 +53,10 @@ def open(path: str | Path, chunks: str = "shards") -> xr.Dataset:  # noqa: A001 
     """
     if chunks not in CHUNKINGS:
         raise ValueError(f"unknown chunks {chunks!r} (choose from {', '.join(CHUNKINGS)})")
+    source = _zarr_source(path)
     if chunks == "inner":
-        return _restore_logical_dtypes(xr.open_zarr(path, consolidated=False))
-    dataset = xr.open_zarr(path, consolidated=False, chunks=None)
+        return _restore_logical_dtypes(xr.open_zarr(source, consolidated=False))
+    dataset = xr.open_zarr(source, consolidated=False, chunks=None)
     folder = Path(path) if "://" not in str(path) and Path(path).is_dir() else None
     for name, variable in dataset.data_vars.items():
         dask_chunks = _chunks_of_whole_shards(variable)
@@ -85,4 +86,9 @@ def _chunks_of_whole_shards(variable: xr.Variable) -> tuple[int, ...]:
 
 def open_lens(path: str | Path) -> xr.Dataset:
     """The `lens/` group: final norm weight (+ eps attr), unembedding, vocabulary, down_proj weights."""
-    return _restore_logical_dtypes(xr.open_zarr(path, group=schema.LENS_GROUP, consolidated=False))
+    return _restore_logical_dtypes(xr.open_zarr(_zarr_source(path), group=schema.LENS_GROUP, consolidated=False))
+
+
+def _zarr_source(path: str | Path):
+    """What xarray opens: local paths as they are, URLs as zarr stores with this project's fsspec options."""
+    return location.zarr_store(path, read_only=True) if location.is_url(path) else path

@@ -17,6 +17,9 @@ Layout (Zarr v3, one store per model x dataset x capture settings)::
     lens/            final norm weight + eps, unembedding, vocabulary, down_proj (and o_proj) weights
     progress/        shard_complete (shard,) -- per-shard completion records, written last
 
+The root attribute `capture_complete` is written once every shard is complete (by whichever capture process
+finishes last); until then the token axis has the model's full capacity.
+
 `stream` i is the residual stream entering decoder layer i (0 is the embedding output with the
 projected image features in place); stream n_layers is the raw output of the last layer, *before*
 the final norm (transformers' last `hidden_states` entry is after the norm).
@@ -150,6 +153,7 @@ ATTR_FORMAT = "format"
 ATTR_SCHEMA_VERSION = "schema_version"
 ATTR_CAPTURE_CONFIG = "capture_config"  # everything that determines the arrays; checked on resume
 ATTR_PROVENANCE = "provenance"  # model, revision, versions, creation time: informative only
+ATTR_CAPTURE_COMPLETE = "capture_complete"  # written last, once every shard is: {"finished", "token_slots"}
 ATTR_TOKEN_KINDS = "token_kinds"
 ATTR_IMAGE_PARTS = "image_parts"
 ATTR_SAMPLE_STATUSES = "sample_statuses"

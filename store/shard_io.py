@@ -53,9 +53,9 @@ class ArrayReader:
         return self.handle[key].read().result()
 
 
-def write_rows(handle: tensorstore.TensorStore, start: int, data: np.ndarray) -> tensorstore.WriteFutures:
-    """Start writing `data` into rows `start:start + len(data)` along the first axis; the caller waits on it."""
-    return handle[start : start + len(data)].write(data)
+def write_region(handle: tensorstore.TensorStore, region: tuple[slice, ...], data: np.ndarray) -> tensorstore.WriteFutures:
+    """Start writing `data` into `region` (slices of the leading axes); the caller waits on it."""
+    return handle[region].write(data)
 
 
 def wait(futures: list[tensorstore.WriteFutures]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from store import schema
+from store import location, schema
 from store.layout import TOKEN_BLOCK
 
 REQUIRED_ARRAYS = [schema.HIDDEN, schema.KEYS, schema.VALUES, *schema.TOKEN_TABLE_FIELDS, schema.TOKEN_BOX,
@@ -20,9 +20,7 @@ REQUIRED_CONFIG = ["model", "revision", "compute_dtype", "dataset", "layers", "s
 def open_group(path: str | Path) -> zarr.Group:
     """The store's root group, read-only: a local path, or a URL opened through fsspec."""
     try:
-        if "://" in str(path):
-            return zarr.open_group(str(path), mode="r")
-        return zarr.open_group(zarr.storage.LocalStore(path, read_only=True), mode="r")
+        return zarr.open_group(location.zarr_store(path, read_only=True), mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
         raise FileNotFoundError(f"{path} is not a Zarr store") from None
 
@@ -73,11 +71,22 @@ def validate(path: str | Path) -> list[str]:
     if list(root[schema.LAYER][...]) != list(config["layers"]):
         problems.append("layer coordinate differs from capture_config layers")
 
+    if schema.PROGRESS_GROUP not in root.group_keys():
+        return [*problems, "incomplete: the store's creation was interrupted (no progress records); rerun the capture"]
     done = root[schema.PROGRESS_GROUP][schema.SHARD_COMPLETE][...]
     if not done.all():
         missing = np.flatnonzero(done == 0)
         problems.append(f"incomplete: {len(missing)} of {len(done)} shards not written (first: {missing[0]}); "
                         "rerun the capture command to resume")
+    elif schema.ATTR_CAPTURE_COMPLETE not in attrs:
+        problems.append("incomplete: every shard is written but the store was never finalised; rerun the capture "
+                        "command (any rank) to finish it")
+    else:
+        slots = attrs[schema.ATTR_CAPTURE_COMPLETE].get("token_slots")
+        longest = int(root["n_tokens"][...].max(initial=0))
+        if slots != max(TOKEN_BLOCK, -(-longest // TOKEN_BLOCK) * TOKEN_BLOCK) or sizes.get(schema.TOKEN) != slots:
+            problems.append(f"token axis {sizes.get(schema.TOKEN)} (recorded {slots}) does not fit the longest sample "
+                            f"({longest} tokens)")
     problems += _check_samples(root)
     problems += _check_lens(root, config, sizes)
     return problems

@@ -1,11 +1,15 @@
-"""Create, resume and fill a store. One background thread writes whole shards so compute and I/O overlap.
+"""Create, resume, fill and finalise a store. One background thread writes whole shards so compute and I/O overlap.
 
 The sharded activation arrays of local stores are written through tensorstore (see `store.shard_io`), the rest
-through zarr-python.
+through zarr-python (local directories and object stores alike).
 
-A shard's completion record (`progress/shard_complete[i] = 1`) is written only after every array of
-that shard is on disk, so a killed capture never leaves a half-written shard that looks complete; on
-resume such a shard is simply written again, whole.
+A shard's completion record (`progress/shard_complete[i] = 1`, its own object) is written only after every array
+of that shard is stored, so a killed capture never leaves a half-written shard that looks complete; on resume
+such a shard is simply written again, whole. Every write covers whole shards (and whole chunks of the unsharded
+arrays), so an object store receives one PUT per object, never a partial update (zarr-python's sharding codec does
+look a shard up first: a GET that finds nothing on a first write). Several processes
+can fill one store (each owns whole shards): arrays are created at their full token capacity and never resized
+while shards are written; `finalize` cuts the token axis and records the store complete once every shard is.
 """
 
 from __future__ import annotations
@@ -14,16 +18,19 @@ import errno
 import json
 import queue
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
-from store import schema, shard_io
+from store import location, schema, shard_io
 from store.layout import ArraySpec, StorePlan, token_slots_for
+from store.location import Location
 
 
 class StoreError(Exception):
@@ -66,25 +73,29 @@ def _create_array(group: zarr.Group, spec: ArraySpec) -> zarr.Array:
     )
 
 
-def create_store(path: Path, plan: StorePlan, attrs: dict[str, Any], lens: dict[str, Any]) -> zarr.Group:
-    """A new, empty store at `path` (which must not exist) with all arrays, the lens group and progress."""
+def create_store(path: Location, plan: StorePlan, attrs: dict[str, Any], lens: dict[str, Any]) -> zarr.Group:
+    """A new, empty store at `path` (a directory that must not exist, or a URL) with all arrays at their full
+    token capacity, the lens group and, last, the progress records: their presence marks the store as created."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        root = zarr.open_group(zarr.storage.LocalStore(path), mode="w-", zarr_format=3)
-    except (PermissionError, OSError) as error:
+        if not location.is_url(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        root = zarr.open_group(location.zarr_store(path), mode="w-", zarr_format=3)
+        root.attrs.update(attrs)
+        for spec in plan.arrays(n_token_slots=plan.token_capacity):
+            _create_array(root, spec)
+        for name, indices in ((schema.LAYER, plan.layers), (schema.STREAM, plan.streams)):
+            coordinate = root.create_array(name, shape=(len(indices),), dtype="int32", dimension_names=(name,))
+            coordinate[...] = np.asarray(indices, dtype=np.int32)
+        _write_lens(root.create_group(schema.LENS_GROUP), lens)
+        progress = root.create_group(schema.PROGRESS_GROUP)
+        progress.create_array(
+            schema.SHARD_COMPLETE, shape=(plan.n_shards,), chunks=(1,), dtype="int8", fill_value=0,
+            dimension_names=(schema.SHARD,),
+        )
+    except location.LocationError as error:
+        raise StoreError(str(error)) from None
+    except OSError as error:  # PermissionError, ENOSPC, unreachable endpoints (fsspec raises OSError subclasses)
         raise StoreError(f"cannot create store at {path}: {error.strerror or error}") from None
-    root.attrs.update(attrs)
-    for spec in plan.arrays():
-        _create_array(root, spec)
-    for name, indices in ((schema.LAYER, plan.layers), (schema.STREAM, plan.streams)):
-        coordinate = root.create_array(name, shape=(len(indices),), dtype="int32", dimension_names=(name,))
-        coordinate[...] = np.asarray(indices, dtype=np.int32)
-    progress = root.create_group(schema.PROGRESS_GROUP)
-    progress.create_array(
-        schema.SHARD_COMPLETE, shape=(plan.n_shards,), chunks=(1,), dtype="int8", fill_value=0,
-        dimension_names=(schema.SHARD,),
-    )
-    _write_lens(root.create_group(schema.LENS_GROUP), lens)
     return root
 
 
@@ -109,22 +120,27 @@ def _write_lens(group: zarr.Group, lens: dict[str, Any]) -> None:
             array[...] = data
 
 
-def open_for_resume(path: Path, attrs: dict[str, Any], overwrite: bool) -> zarr.Group | None:
-    """The existing store at `path` if its capture config equals ours; None if there is none.
-
-    Raises StoreError when `path` holds something else or a different configuration (unless
-    `overwrite`, in which case the caller recreates it).
-    """
-    if not path.exists():
-        return None
+def _open_existing(path: Location) -> zarr.Group | None:
+    """The activation store at `path`, None if nothing is there; StoreError if something else is."""
     try:
-        root = zarr.open_group(zarr.storage.LocalStore(path), mode="r+")
+        if not location.exists(path):
+            return None
+        root = zarr.open_group(location.zarr_store(path), mode="r+")
+    except location.LocationError as error:
+        raise StoreError(str(error)) from None
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError, json.JSONDecodeError):
         raise StoreError(f"{path} exists and is not an activation store; choose another --out") from None
     if root.attrs.get(schema.ATTR_FORMAT) != schema.FORMAT_NAME:
         raise StoreError(f"{path} exists and is not an activation store; choose another --out")
-    if overwrite:
-        return None
+    return root
+
+
+def is_created(root: zarr.Group) -> bool:
+    """Whether the store's creation finished (its progress records, written last, exist)."""
+    return schema.PROGRESS_GROUP in root.group_keys() and schema.SHARD_COMPLETE in root[schema.PROGRESS_GROUP].array_keys()
+
+
+def _check_config(path: Location, root: zarr.Group, attrs: dict[str, Any]) -> None:
     stored = root.attrs.get(schema.ATTR_CAPTURE_CONFIG)
     wanted = attrs[schema.ATTR_CAPTURE_CONFIG]
     if stored != wanted:
@@ -133,12 +149,77 @@ def open_for_resume(path: Path, attrs: dict[str, Any], overwrite: bool) -> zarr.
             f"{path} was captured with a different configuration ({', '.join(differing)} differ); "
             "pass --overwrite to replace it or choose another --out"
         )
+
+
+def open_for_resume(path: Location, attrs: dict[str, Any], overwrite: bool) -> zarr.Group | None:
+    """The existing store at `path` if its capture config equals ours; None if there is none, if its creation
+    was interrupted (it holds no data yet) or if `overwrite` (the caller then recreates it).
+
+    Raises StoreError when `path` holds something else or a different configuration.
+    """
+    root = _open_existing(path)
+    if root is None or overwrite or not is_created(root):
+        return None
+    _check_config(path, root, attrs)
     return root
+
+
+def wait_for_store(path: Location, attrs: dict[str, Any], timeout: float, poll: float = 1.0,
+                   notify: Callable[[str], None] = print) -> zarr.Group:
+    """The store at `path` once another process (rank 0) has created it, its config checked against ours.
+    Raises StoreError after `timeout` seconds without it."""
+    started = last_notice = time.monotonic()
+    while True:
+        root = _open_existing(path)
+        if root is not None and is_created(root):
+            _check_config(path, root, attrs)
+            return root
+        now = time.monotonic()
+        if now - started > timeout:
+            raise StoreError(f"no store appeared at {path} within {timeout:.0f} s: rank 0 creates it (is it running?)")
+        if now - last_notice > 60:
+            notify(f"waiting for rank 0 to create {path} ({now - started:.0f} s so far)")
+            last_notice = now
+        time.sleep(poll)
 
 
 def completed_shards(root: zarr.Group) -> set[int]:
     done = root[schema.PROGRESS_GROUP][schema.SHARD_COMPLETE][...]
     return {int(i) for i in np.flatnonzero(done)}
+
+
+def token_arrays(root: zarr.Group) -> list[str]:
+    """Names of the root arrays that have a token axis."""
+    return [name for name in root.array_keys() if schema.TOKEN in (root[name].metadata.dimension_names or ())]
+
+
+def is_complete(root: zarr.Group) -> bool:
+    """Whether `finalize` has recorded the store complete."""
+    return schema.ATTR_CAPTURE_COMPLETE in root.attrs
+
+
+def finalize(root: zarr.Group) -> bool:
+    """Once every shard is complete: cut the token axis of every array to the longest captured sample, then record
+    the store complete (the last write). Returns whether the store is complete. Idempotent, so two ranks finishing
+    together both write the same metadata; the token axis is cut without deleting anything (nothing was written
+    beyond it, and listing thousands of absent shard objects would be slow)."""
+    if is_complete(root):
+        return True
+    done = root[schema.PROGRESS_GROUP][schema.SHARD_COMPLETE][...]
+    if not done.all():
+        return False
+    slots = token_slots_for(int(root["n_tokens"][...].max(initial=0)))
+    for name in token_arrays(root):
+        array = root[name]
+        axis = array.metadata.dimension_names.index(schema.TOKEN)
+        if array.shape[axis] != slots:
+            shape = tuple(slots if i == axis else n for i, n in enumerate(array.shape))
+            zarr.core.sync.sync(array._async_array.resize(shape, delete_outside_chunks=False))
+    root.attrs[schema.ATTR_CAPTURE_COMPLETE] = {
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "token_slots": slots,
+    }
+    return True
 
 
 class ShardWriter:
@@ -202,34 +283,32 @@ class ShardWriter:
 
     def _write(self, payload: ShardPayload) -> None:
         samples = self.plan.shard_samples(payload.shard)
-        needed = token_slots_for(payload.n_tokens_max)
-        current = self.root[schema.KEYS].shape[schema.ACTIVATION_DIMS[schema.KEYS].index(schema.TOKEN)]
-        if needed > current:
-            for name in self.token_arrays:
-                array = self.root[name]
-                axis = array.metadata.dimension_names.index(schema.TOKEN)
-                array.resize(tuple(needed if i == axis else n for i, n in enumerate(array.shape)))
-            self.tensorstores.clear()  # their cached shapes are stale
-            current = needed
+        slots = token_slots_for(payload.n_tokens_max)
+        capacity = self.root[schema.KEYS].shape[schema.ACTIVATION_DIMS[schema.KEYS].index(schema.TOKEN)]
+        if slots > capacity:
+            raise StoreError(f"shard {payload.shard} holds a sample of {payload.n_tokens_max} stored tokens, more than "
+                             f"the store's capacity of {capacity}: capture fewer tokens (--tokens)")
         pending = []
         for name, data in payload.arrays.items():
             # Skipping zarr's check of every chunk against the fill value (a second pass over all the bytes)
             # costs only the all-padding chunks, which are rare.
             array = self.root[name].with_config({"write_empty_chunks": True})
+            region: tuple[slice, ...] = (slice(samples.start, samples.stop),)
             if name in self.token_arrays:
                 axis = array.metadata.dimension_names.index(schema.TOKEN)
-                data = _pad_axis(data, axis, current, array.fill_value)
+                data = _pad_axis(data, axis, slots, array.fill_value)  # whole token blocks: whole shards
+                region += (slice(None),) * (axis - 1) + (slice(0, slots),)
             handle = self._tensorstore(array) if name in self.sharded_arrays else None
             if handle is not None:
-                pending.append(shard_io.write_rows(handle, samples.start, data))
+                pending.append(shard_io.write_region(handle, region, data))
             else:
-                array[samples.start : samples.stop] = data
+                array[region] = data
         shard_io.wait(pending)
         self.root[schema.PROGRESS_GROUP][schema.SHARD_COMPLETE][payload.shard] = 1
         self.bytes_written += payload.nbytes
 
     def _tensorstore(self, array: zarr.Array):
-        """A tensorstore handle for a sharded array of a local store (cached until the token axis grows)."""
+        """A tensorstore handle for a sharded array of a local store (None for other stores), opened once."""
         if array.name not in self.tensorstores:
             path = shard_io.local_array_path(array)
             self.tensorstores[array.name] = shard_io.open_array(path) if path is not None else None

@@ -2,54 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import zarr
 
-REPO = Path(__file__).resolve().parents[2]
-
-# Dies with SIGKILL in the middle of shard 2: after some of its arrays are written, before its record.
-KILLING_RUNNER = """
-import os, signal, sys
-import zarr
-from store import shard_io
-writes = 0
-def counting(original):
-    def write(*args):
-        global writes
-        writes += 1
-        if writes == int(os.environ["KILL_AT_WRITE"]):
-            os.kill(os.getpid(), signal.SIGKILL)
-        return original(*args)
-    return write
-zarr.Array.__setitem__ = counting(zarr.Array.__setitem__)  # metadata, small arrays, records
-shard_io.write_rows = counting(shard_io.write_rows)  # activation arrays
-from capture.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def capture_cli(*args: str, kill_at_write: int | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    if kill_at_write is None:
-        command = [sys.executable, "-m", "capture", *args]
-    else:
-        env["KILL_AT_WRITE"] = str(kill_at_write)
-        command = [sys.executable, "-c", KILLING_RUNNER, *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
-
-
-def arrays_of(path: Path) -> dict[str, np.ndarray]:
-    root = zarr.open_group(path, mode="r")
-    found = {}
-    for group_path, group in [("", root), ("lens/", root["lens"]), ("progress/", root["progress"])]:
-        for name in group.array_keys():
-            found[group_path + name] = group[name][...]
-    return found
+from .conftest import REPO, assert_same_store, capture_cli
 
 
 def test_sigkill_then_resume_equals_uninterrupted(cache_home, synthetic_root, tmp_path):
@@ -75,10 +33,7 @@ def test_sigkill_then_resume_equals_uninterrupted(cache_home, synthetic_root, tm
     finished = capture_cli(*common, "--out", str(resumed))
     assert finished.returncode == 0, finished.stderr
     assert "2 shards already complete" in finished.stdout
-    expected, actual = arrays_of(reference), arrays_of(resumed)
-    assert expected.keys() == actual.keys()
-    for name in expected:
-        assert np.array_equal(expected[name], actual[name], equal_nan=expected[name].dtype.kind == "f"), name
+    assert_same_store(reference, resumed)
 
 
 def test_changed_configuration_is_refused_unless_overwrite(cache_home, synthetic_root, tmp_path):

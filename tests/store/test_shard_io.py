@@ -24,7 +24,7 @@ def test_rows_written_by_tensorstore_read_back_through_zarr(tmp_path, compressor
     handle = shard_io.open_array(shard_io.local_array_path(array))
     # Whole shards (rows 0-1, 2-3) and the last, partial one (row 4), each with all-zero chunks that are stored.
     data[2:4, :, 256:] = 0
-    shard_io.wait([shard_io.write_rows(handle, start, data[start:start + 2]) for start in (0, 2, 4)])
+    shard_io.wait([shard_io.write_region(handle, (slice(start, min(start + 2, 5)),), data[start:start + 2]) for start in (0, 2, 4)])
     assert np.array_equal(zarr.open_array(tmp_path / "a.zarr", mode="r")[...], data)
 
 
@@ -38,7 +38,7 @@ def test_os_errors_keep_their_errno(tmp_path):
     (tmp_path / "a.zarr" / "c").mkdir()
     (tmp_path / "a.zarr" / "c" / "0").write_text("a file where the shard's directory should be")
     with pytest.raises(OSError) as raised:
-        shard_io.wait([shard_io.write_rows(handle, 0, np.ones((2, 3, 512, 8), np.uint16))])
+        shard_io.wait([shard_io.write_region(handle, (slice(0, 2),), np.ones((2, 3, 512, 8), np.uint16))])
     assert raised.value.errno in (errno.ENOTDIR, errno.EEXIST)
 
 
@@ -46,7 +46,7 @@ def test_other_failures_stay_value_errors(tmp_path):
     array = sharded_array(tmp_path / "a.zarr")
     handle = shard_io.open_array(shard_io.local_array_path(array))
     with pytest.raises((ValueError, IndexError)):
-        shard_io.wait([shard_io.write_rows(handle, 4, np.ones((2, 3, 512, 8), np.uint16))])  # past the last row
+        shard_io.wait([shard_io.write_region(handle, (slice(4, 6),), np.ones((2, 3, 512, 8), np.uint16))])  # past the last row
 
 
 def test_open_of_a_missing_array_fails(tmp_path):
