@@ -11,7 +11,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ["store_sizes.py", "correspondence_speed.py", "logit_lens_speed.py", "write_path.py", "out_of_core.py",
-              "capture_overhead.py"]
+              "capture_overhead.py", "multiprocess_capture.py"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,9 +113,9 @@ class CaptureSummary:
         per_sample = self.bytes_on_disk / max(self.captured, 1)
         out = [f"store:    {self.path}"]
         if self.world_size > 1:
-            out.append(f"rank:     {self.rank} of {self.world_size}: wrote {self.shards_written} shards; "
+            out.append(f"rank:     {self.rank} of {self.world_size}: wrote {_shards(self.shards_written)}; "
                        + ("the store is complete" if not self.pending_shards else
-                          f"{self.pending_shards} shards still pending on other ranks (the last rank to finish "
+                          f"{_shards(self.pending_shards)} still pending on other ranks (the last rank to finish "
                           "completes the store)"))
         out += [
             f"samples:  {self.captured} captured, {self.skipped} skipped, {self.n_samples} in dataset"
@@ -129,6 +129,10 @@ class CaptureSummary:
         if len(self.skip_reasons) > 10:
             out.append(f"skipped:  ... and {len(self.skip_reasons) - 10} more (see the store's skip_reason)")
         return out
+
+
+def _shards(count: int) -> str:
+    return f"{count} shard" + ("" if count == 1 else "s")
 
 
 def default_out(options: CaptureOptions) -> Path:

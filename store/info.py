@@ -36,7 +36,8 @@ def describe(path: str | Path) -> list[str]:
         f"dataset:   {config.get('dataset')} split={config.get('split')} root={config.get('data_root')}",
         f"samples:   {captured} captured, "
         f"{int((status == schema.SampleStatus.SKIPPED).sum())} skipped, {len(status)} total; "
-        f"shards {int(done.sum())}/{len(done)} complete",
+        f"shards {int(done.sum())}/{len(done)} complete"
+        + ("; store complete" if schema.ATTR_CAPTURE_COMPLETE in root.attrs else "; store not finalised"),
         f"tokens:    sets {config.get('tokens')}; per sample min/mean/max "
         + (f"{n_tokens.min()}/{n_tokens.mean():.0f}/{n_tokens.max()}" if len(n_tokens) else "-"),
         f"layers:    {config.get('layers')} (hidden streams {config.get('streams')})",
