@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = _client(args.workers, args.scheduler)  # becomes dask's default scheduler for every computation
     except (OSError, TimeoutError) as error:
-        print(f"error: cannot reach the dask scheduler {args.scheduler}: {error}", file=sys.stderr)
+        print(f"error: cannot start or reach the dask cluster ({args.scheduler or f'{args.workers} local workers'}): "
+              f"{error}", file=sys.stderr)
         return 2
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
