@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from store.info import describe
+from store.location import is_url
 from store.validate import validate
 
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         except (CatalogError, ValueError, FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-    if "://" not in args.path and not Path(args.path).exists():
+    if not is_url(args.path) and not Path(args.path).exists():
         print(f"error: {args.path} does not exist", file=sys.stderr)
         return 2
     try:

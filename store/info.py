@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from store import schema
-from store.location import filesystem
+from store.location import filesystem, is_url
 from store.validate import open_group
 
 
 def bytes_on_disk(path: str | Path) -> int:
     """Total size of the files under the store at `path` (a local path or an fsspec URL)."""
-    if "://" not in str(path):
+    if not is_url(path):
         return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
     fs, root = filesystem(str(path))
     return int(fs.du(root))

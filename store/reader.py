@@ -57,7 +57,7 @@ def open(path: str | Path, chunks: str = "shards") -> xr.Dataset:  # noqa: A001 
     if chunks == "inner":
         return _restore_logical_dtypes(xr.open_zarr(source, consolidated=False))
     dataset = xr.open_zarr(source, consolidated=False, chunks=None)
-    folder = Path(path) if "://" not in str(path) and Path(path).is_dir() else None
+    folder = Path(path) if not location.is_url(path) and Path(path).is_dir() else None
     for name, variable in dataset.data_vars.items():
         dask_chunks = _chunks_of_whole_shards(variable)
         if folder is not None and variable.dtype.kind in "biuf":  # tensorstore reads no strings

@@ -8,7 +8,7 @@ import numpy as np
 import zarr
 
 from store import location, schema
-from store.layout import TOKEN_BLOCK
+from store.layout import TOKEN_BLOCK, token_slots_for
 
 REQUIRED_ARRAYS = [schema.HIDDEN, schema.KEYS, schema.VALUES, *schema.TOKEN_TABLE_FIELDS, schema.TOKEN_BOX,
                    *schema.SAMPLE_FIELDS, schema.LAYER, schema.STREAM]
@@ -84,7 +84,7 @@ def validate(path: str | Path) -> list[str]:
     else:
         slots = attrs[schema.ATTR_CAPTURE_COMPLETE].get("token_slots")
         longest = int(root["n_tokens"][...].max(initial=0))
-        if slots != max(TOKEN_BLOCK, -(-longest // TOKEN_BLOCK) * TOKEN_BLOCK) or sizes.get(schema.TOKEN) != slots:
+        if slots != token_slots_for(longest) or sizes.get(schema.TOKEN) != slots:
             problems.append(f"token axis {sizes.get(schema.TOKEN)} (recorded {slots}) does not fit the longest sample "
                             f"({longest} tokens)")
     problems += _check_samples(root)

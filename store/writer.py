@@ -232,9 +232,17 @@ class ShardWriter:
     def __init__(self, root: zarr.Group, plan: StorePlan, depth: int = 2):
         self.root = root
         self.plan = plan
-        self.token_arrays = [spec.name for spec in plan.arrays() if spec.has_token_axis]
-        self.sharded_arrays = {spec.name for spec in plan.arrays() if spec.shards is not None}
-        self.tensorstores: dict[str, Any] = {}
+        # Arrays keep their shape while shards are written (created at full token capacity), so each is opened once
+        # here rather than per shard (on an object store every opening is a metadata GET). Skipping zarr's check of
+        # every chunk against the fill value (a second pass over all the bytes) costs only the all-padding chunks,
+        # which are rare.
+        self.arrays = {spec.name: root[spec.name].with_config({"write_empty_chunks": True}) for spec in plan.arrays()}
+        self.token_axes = {spec.name: spec.dims.index(schema.TOKEN) for spec in plan.arrays() if spec.has_token_axis}
+        self.capacity = self.arrays[schema.KEYS].shape[self.token_axes[schema.KEYS]]
+        # Sharded arrays of local stores are written through tensorstore (store.shard_io); the rest through zarr.
+        self.tensorstores = {spec.name: shard_io.open_array(path) for spec in plan.arrays() if spec.shards is not None
+                             and (path := shard_io.local_array_path(self.arrays[spec.name])) is not None}
+        self.records = root[schema.PROGRESS_GROUP][schema.SHARD_COMPLETE]
         self.queue: queue.Queue[ShardPayload | None] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.bytes_written = 0
@@ -284,35 +292,24 @@ class ShardWriter:
     def _write(self, payload: ShardPayload) -> None:
         samples = self.plan.shard_samples(payload.shard)
         slots = token_slots_for(payload.n_tokens_max)
-        capacity = self.root[schema.KEYS].shape[schema.ACTIVATION_DIMS[schema.KEYS].index(schema.TOKEN)]
-        if slots > capacity:
+        if slots > self.capacity:
             raise StoreError(f"shard {payload.shard} holds a sample of {payload.n_tokens_max} stored tokens, more than "
-                             f"the store's capacity of {capacity}: capture fewer tokens (--tokens)")
+                             f"the store's capacity of {self.capacity}: capture fewer tokens (--tokens)")
         pending = []
         for name, data in payload.arrays.items():
-            # Skipping zarr's check of every chunk against the fill value (a second pass over all the bytes)
-            # costs only the all-padding chunks, which are rare.
-            array = self.root[name].with_config({"write_empty_chunks": True})
+            array = self.arrays[name]
             region: tuple[slice, ...] = (slice(samples.start, samples.stop),)
-            if name in self.token_arrays:
-                axis = array.metadata.dimension_names.index(schema.TOKEN)
+            if name in self.token_axes:
+                axis = self.token_axes[name]
                 data = _pad_axis(data, axis, slots, array.fill_value)  # whole token blocks: whole shards
                 region += (slice(None),) * (axis - 1) + (slice(0, slots),)
-            handle = self._tensorstore(array) if name in self.sharded_arrays else None
-            if handle is not None:
-                pending.append(shard_io.write_region(handle, region, data))
+            if name in self.tensorstores:
+                pending.append(shard_io.write_region(self.tensorstores[name], region, data))
             else:
                 array[region] = data
         shard_io.wait(pending)
-        self.root[schema.PROGRESS_GROUP][schema.SHARD_COMPLETE][payload.shard] = 1
+        self.records[payload.shard] = 1
         self.bytes_written += payload.nbytes
-
-    def _tensorstore(self, array: zarr.Array):
-        """A tensorstore handle for a sharded array of a local store (None for other stores), opened once."""
-        if array.name not in self.tensorstores:
-            path = shard_io.local_array_path(array)
-            self.tensorstores[array.name] = shard_io.open_array(path) if path is not None else None
-        return self.tensorstores[array.name]
 
 
 def _pad_axis(data: np.ndarray, axis: int, length: int, fill: Any) -> np.ndarray:
