@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from bench_model import bench_images, bench_model_dir
-from common import append_results, peak_rss_mb
+from common import append_results, command_line, peak_rss_mb
 
 from capture.datasets import load_image, open_dataset  # noqa: E402
 from capture.loading import load_model, resolve_model  # noqa: E402
@@ -95,9 +95,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(f"| {mode} | {best:.2f} | {runs} | {best / base:.2f} | {verdict} | {size / max(n, 1) / 1e6:.1f} |")
     rows.append(f"\nModel {Path(model).name}, {sizes['hkv'][1]} samples, 2 samples per shard, bf16 on CPU, 2 threads. "
                 f"Peak RSS {peak_rss_mb():,.0f} MB.")
-    command = "python benchmarks/capture_overhead.py" + (" --quick" if args.quick else
-                                                         f" --samples {args.samples} --repeats {args.repeats}")
-    append_results("Capture overhead vs bare forward", command, rows)
+    append_results("Capture overhead vs bare forward", command_line("capture_overhead.py", args, "samples", "repeats"),
+                   rows)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import resource
@@ -52,6 +53,17 @@ def best_of(function: Callable[[], object], repeats: int) -> float:
         function()
         times.append(time.perf_counter() - started)
     return min(times)
+
+
+def command_line(script: str, args: argparse.Namespace, *options: str) -> str:
+    """The command that produced a run, for the results file: `--quick`, or the named options with their values
+    (defaults spelled out, so the line still reproduces the run after a default changes; unset options left out)."""
+    parts = [f"python benchmarks/{script}"]
+    if args.quick:
+        parts.append("--quick")
+    else:
+        parts += [f"--{name.replace('_', '-')} {getattr(args, name)}" for name in options if getattr(args, name) is not None]
+    return " ".join(parts)
 
 
 def append_results(title: str, command: str, lines: list[str]) -> None:

@@ -13,7 +13,7 @@ import argparse
 import sys
 
 import numpy as np
-from common import append_results, best_of, peak_rss_mb
+from common import append_results, best_of, command_line, peak_rss_mb
 
 from analyses import neighbours  # noqa: E402
 
@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"{same:.1%} of heads |")
     rows.append(f"\nOne pair = {layers} layers x {heads} KV heads x {tokens} tokens x {dims} dims (cosine). "
                 f"Peak RSS {peak_rss_mb():.0f} MB.")
-    append_results("Correspondence: faiss vs numpy", "python benchmarks/correspondence_speed.py" +
-                   (" --quick" if args.quick else ""), rows)
+    append_results("Correspondence: faiss vs numpy", command_line("correspondence_speed.py", args), rows)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import sys
 
 import ml_dtypes
 import numpy as np
-from common import append_results, best_of, peak_rss_mb
+from common import append_results, best_of, command_line, peak_rss_mb
 
 from analyses.lens import Lens, top_tokens  # noqa: E402
 
@@ -41,8 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{unembedding.nbytes / 1e6:,.0f} MB | {args.block * VOCAB * 4 / 1e6:,.0f} MB |",
         f"\nPeak RSS before the lens ran: {base_rss:,.0f} MB (the unembedding itself).",
     ]
-    append_results("Logit lens throughput", "python benchmarks/logit_lens_speed.py" + (" --quick" if args.quick else
-                   f" --d-model {d_model} --tokens {n_tokens} --block {args.block}"), rows)
+    append_results("Logit lens throughput", command_line("logit_lens_speed.py", args, "d_model", "tokens", "block"), rows)
 
 
 if __name__ == "__main__":

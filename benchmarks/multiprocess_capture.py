@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 from bench_model import bench_images, bench_model_dir
-from common import REPO, append_results
+from common import REPO, append_results, command_line
 
 
 def run(command: list[str], threads: int) -> float:
@@ -79,9 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     rows.append(f"\nModel {Path(model).name}, {samples} samples, 2 samples per shard (shards dealt round-robin to the "
                 "ranks), bf16 on CPU, default capture (hidden + K + V + FFN top-16). The 2-rank store against 1 process x "
                 f"1 thread: {_verdict(same_threads)}; against 1 process x 2 threads: {_verdict(other_threads)}.")
-    command = "python benchmarks/multiprocess_capture.py" + (" --quick" if args.quick else
-                                                             f" --samples {args.samples} --repeats {args.repeats}")
-    append_results("Multi-process capture: 2 ranks vs 1 process", command, rows)
+    append_results("Multi-process capture: 2 ranks vs 1 process",
+                   command_line("multiprocess_capture.py", args, "samples", "repeats"), rows)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import REPO, append_results, peak_rss_mb
+from common import REPO, append_results, command_line, peak_rss_mb
 from synthetic_store import IMAGE_SIZE, PlantedStore, bench_plan, planted_layers, write_store
 
 from analyses import correspondence, variance
@@ -173,8 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{KEYPOINTS_PER_PAIR} keypoints per pair of samples, per (layer, KV head), faiss k=1 on values. "
         "Seconds count from the opening of the store, after imports. x previous size: 2.00 is linear. "
         "Targets: peak RSS < 4 GB at every size, analysis >= 0.5 x raw read.")
-    append_results("Out-of-core analysis", "python benchmarks/out_of_core.py" + (" --quick" if args.quick else
-                   f" --gib {args.gib}" if args.gib else ""), rows)
+    append_results("Out-of-core analysis", command_line("out_of_core.py", args, "gib"), rows)
     if missed:
         raise SystemExit(f"planted answer not found by: {', '.join(missed)}")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from common import REPO, append_results, peak_rss_mb
+from common import REPO, append_results, command_line, peak_rss_mb
 from synthetic_store import ACTIVATIONS, bench_plan, payload, write_store
 
 TOKENS = 1524
@@ -78,8 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     rows.append(f"\n{samples} samples x {TOKENS} tokens ({nbytes / 1e6:,.0f} MB of payload), 2 samples per shard, "
                 f"best of {repeats} interleaved runs each. Target: store >= 0.7 x raw for the default codec (none). "
                 f"Peak RSS {peak_rss_mb():,.0f} MB.")
-    options = " --quick" if args.quick else f" --samples {samples} --repeats {repeats}"
-    append_results("Write path", "python benchmarks/write_path.py" + options, rows)
+    append_results("Write path", command_line("write_path.py", args, "samples", "repeats"), rows)
 
 
 def schema_token_axis(array: zarr.Array) -> int:
