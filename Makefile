@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_STORE ?= stores/demo.zarr
-DEMO_MODEL ?= tiny-llava-ov
+DEMO_MODEL ?= toy-llava-ov
 CAPTURE := $(PY) -m capture --model $(DEMO_MODEL) --overwrite --no-progress
 
 .PHONY: demo test lint bench clean
@@ -33,11 +33,11 @@ demo: $(VENV)/.installed
 	$(PY) -m analyses variance --store $(DEMO_STORE) --out figures/demo/variance
 	$(PY) -m interventions spec --keys figures/demo/variance/input_agnostic_keys.json --name "input-agnostic keys" \
 		--out figures/demo/interventions/knockout.json
-	$(PY) -m interventions poll --spec figures/demo/interventions/knockout.json --controls --layer-windows 1 \
+	$(PY) -m interventions poll --model $(DEMO_MODEL) --spec figures/demo/interventions/knockout.json --controls --layer-windows 1 \
 		--out figures/demo/interventions/poll
-	$(PY) -m interventions describe --spec figures/demo/interventions/knockout.json --max-new-tokens 12 \
+	$(PY) -m interventions describe --model $(DEMO_MODEL) --spec figures/demo/interventions/knockout.json --max-new-tokens 12 \
 		--out figures/demo/interventions/describe
-	$(PY) -m interventions loss --keep 0,8,32,64,all --out figures/demo/interventions/loss
+	$(PY) -m interventions loss --model $(DEMO_MODEL) --keep 0,8,32,64,all --out figures/demo/interventions/loss
 	$(CAPTURE) --dataset synthetic-coco --intervention figures/demo/interventions/knockout.json \
 		--out stores/demo-knockout.zarr
 	$(PY) -m analyses clustering --store $(DEMO_STORE) --out figures/demo/clustering

@@ -1,4 +1,4 @@
-"""Load a model and its processor offline: from a local directory, the HF cache, or a tiny build."""
+"""Load a model and its processor offline: from a local directory, the HF cache, a tiny build or the trained toy."""
 
 from __future__ import annotations
 
@@ -65,6 +65,12 @@ def resolve_model(name: str, revision: str | None = None) -> ResolvedModel:
             raise CaptureError(f"--revision does not apply to the locally built tiny model {name!r}")
         local_dir = ensure_tiny_model(ref.name, ref.tiny_family)
         return ResolvedModel(ref, local_dir, f"tiny-build-v{TINY_BUILD_VERSION}")
+    if ref.kind == "toy":
+        from toy.model import TOY_VERSION, ensure_toy_model
+
+        if revision:
+            raise CaptureError(f"--revision does not apply to the locally trained toy model {name!r}")
+        return ResolvedModel(ref, ensure_toy_model(ref.name), f"toy-build-v{TOY_VERSION}")
     if ref.kind == "local":
         if revision:
             raise CaptureError(f"--revision applies to hub models, not to the local directory {ref.local_dir}")

@@ -32,6 +32,11 @@ TINY_MODELS: dict[str, str] = {
     "tiny-llava-next": "llava_next",
 }
 
+# Tiny models trained here in minutes on synthetic scenes (`toy`), built locally on first use.
+TOY_MODELS: dict[str, str] = {
+    "toy-llava-ov": "llava_onevision",
+}
+
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -40,7 +45,7 @@ class ModelRef:
     """What `--model` names, before anything is loaded."""
 
     name: str  # as the user wrote it
-    kind: str  # "tiny" | "hub" | "local"
+    kind: str  # "tiny" | "toy" | "hub" | "local"
     hub_id: str | None = None
     local_dir: Path | None = None
     tiny_family: str | None = None
@@ -50,6 +55,8 @@ def parse_model_name(name: str) -> ModelRef:
     """Classify `--model`: a tiny model, an alias, an existing local directory or a hub id."""
     if name in TINY_MODELS:
         return ModelRef(name, "tiny", tiny_family=TINY_MODELS[name])
+    if name in TOY_MODELS:
+        return ModelRef(name, "toy", tiny_family=TOY_MODELS[name])
     if name in ALIASES:
         return ModelRef(name, "hub", hub_id=ALIASES[name].hub_id)
     path = Path(name).expanduser()
@@ -59,5 +66,5 @@ def parse_model_name(name: str) -> ModelRef:
         return ModelRef(name, "local", local_dir=path.resolve())
     if HUB_ID.match(name) and not path.exists() and not name.startswith((".", "/")):
         return ModelRef(name, "hub", hub_id=name)
-    known = ", ".join(sorted([*ALIASES, *TINY_MODELS]))
+    known = ", ".join(sorted([*ALIASES, *TINY_MODELS, *TOY_MODELS]))
     raise CaptureError(f"unknown model {name!r}: not an alias ({known}), a local directory or a hub id (org/name)")

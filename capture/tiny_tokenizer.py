@@ -1,12 +1,14 @@
 """An offline byte-level tokenizer for tiny test models (no tokenizer can be downloaded here).
 
 256 byte symbols and no merges, so every string round-trips exactly, plus the special tokens a
-model family needs. Wrapped as `PreTrainedTokenizerFast` so it saves and loads like a real one.
+model family needs. Given a training corpus (the trained toy model), byte-level BPE merges are learnt
+from it with the `tokenizers` trainer, so its words ("Ġcircle", "Yes") become single tokens as in a
+real vocabulary. Wrapped as `PreTrainedTokenizerFast` so it saves and loads like a real one.
 """
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -20,15 +22,24 @@ def build_byte_tokenizer(
     extra_attributes: dict[str, str] | None = None,
     chat_template: str | None = None,
     add_bos: bool = False,
+    corpus: list[str] | None = None,
+    vocab_size: int = 0,
 ) -> PreTrainedTokenizerFast:
     """Byte-level BPE with ids 0..255 for bytes and 256.. for `special_tokens` (in order).
 
-    `add_bos` prepends `bos_token` to every encoded text, as Llama tokenizers do.
+    With a `corpus`, BPE is trained on it up to `vocab_size` tokens in all, over GPT-2's word split: the
+    trainer numbers `special_tokens` first, then the 256 bytes, then the learnt merges. `add_bos` prepends `bos_token` to every
+    encoded text, as Llama tokenizers do.
     """
     vocab = {symbol: byte for byte, symbol in bytes_to_unicode().items()}  # token id == byte value
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=corpus is not None)
     backend.decoder = decoders.ByteLevel()
+    if corpus is not None:
+        alphabet = sorted(vocab, key=vocab.__getitem__)
+        backend.train_from_iterator(corpus, trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=special_tokens, initial_alphabet=alphabet, show_progress=False,
+        ))
     backend.add_special_tokens(special_tokens)
     if add_bos:
         if bos_token is None:

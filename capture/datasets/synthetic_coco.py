@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,45 @@ def _shape_polygon(category: str, cx: float, cy: float, r: float) -> list[tuple[
     return [(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)]  # diamond
 
 
+@dataclass(frozen=True)
+class SceneObject:
+    """One drawn shape: its category, colour name and polygon vertices (x, y) in pixels."""
+
+    category: str
+    colour: str
+    polygon: list[tuple[float, float]]
+
+    @property
+    def phrase(self) -> str:
+        return f"a {self.colour} {self.category}"
+
+
+def draw_scene(rng: np.random.RandomState, width: int, height: int, max_objects: int = 3) -> tuple[Image.Image, list[SceneObject]]:
+    """A textured background with 1..`max_objects` coloured shapes drawn in order (later ones on top)."""
+    base = rng.randint(60, 200, size=3)
+    gradient = np.linspace(0, 40, width)[None, :, None] + np.linspace(0, 30, height)[:, None, None]
+    pixels = base[None, None, :] + gradient + rng.normal(0, 8, size=(height, width, 3))
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    objects = []
+    for _ in range(rng.randint(1, max_objects + 1)):
+        category = CATEGORIES[rng.randint(len(CATEGORIES))]
+        colour = list(COLOURS)[rng.randint(len(COLOURS))]
+        r = rng.uniform(0.12, 0.3) * min(width, height)
+        cx, cy = rng.uniform(r, width - r), rng.uniform(r, height - r)
+        polygon = [(round(x, 2), round(y, 2)) for x, y in _shape_polygon(category, cx, cy, r)]
+        draw.polygon(polygon, fill=COLOURS[colour])
+        objects.append(SceneObject(category, colour, polygon))
+    return image, objects
+
+
+def scene_caption(objects: list[SceneObject]) -> str:
+    """The first caption of a scene: its objects' phrases listed, e.g. "a red circle and a blue square on ..."."""
+    phrases = [o.phrase for o in objects]
+    listing = ", ".join(phrases[:-1]) + (" and " if len(phrases) > 1 else "") + phrases[-1]
+    return f"{listing} on a plain background."
+
+
 def generate(root: Path, n_images: int = DEFAULT_N_IMAGES, split: str = DEFAULT_SPLIT, seed: int = 0) -> Path:
     """Write the dataset under `root` (replaced whole); the same arguments give the same bytes."""
     rng = np.random.RandomState(seed)
@@ -51,36 +91,23 @@ def generate(root: Path, n_images: int = DEFAULT_N_IMAGES, split: str = DEFAULT_
         for index in range(n_images):
             image_id = index + 1
             width, height = SIZES[index % len(SIZES)]
-            base = rng.randint(60, 200, size=3)
-            gradient = np.linspace(0, 40, width)[None, :, None] + np.linspace(0, 30, height)[:, None, None]
-            pixels = base[None, None, :] + gradient + rng.normal(0, 8, size=(height, width, 3))
-            image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-            draw = ImageDraw.Draw(image)
-            phrases = []
-            for _ in range(rng.randint(1, 4)):
-                category = CATEGORIES[rng.randint(len(CATEGORIES))]
-                colour = list(COLOURS)[rng.randint(len(COLOURS))]
-                r = rng.uniform(0.12, 0.3) * min(width, height)
-                cx, cy = rng.uniform(r, width - r), rng.uniform(r, height - r)
-                polygon = [(round(x, 2), round(y, 2)) for x, y in _shape_polygon(category, cx, cy, r)]
-                draw.polygon(polygon, fill=COLOURS[colour])
-                xs, ys = [p[0] for p in polygon], [p[1] for p in polygon]
+            image, objects = draw_scene(rng, width, height)
+            for obj in objects:
+                xs, ys = [p[0] for p in obj.polygon], [p[1] for p in obj.polygon]
                 instances.append({
                     "id": len(instances) + 1,
                     "image_id": image_id,
-                    "category_id": CATEGORIES.index(category) + 1,
-                    "segmentation": [[v for point in polygon for v in point]],
+                    "category_id": CATEGORIES.index(obj.category) + 1,
+                    "segmentation": [[v for point in obj.polygon for v in point]],
                     "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)],
                     "area": float(0.5 * abs(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1)))),
                     "iscrowd": 0,
                 })
-                phrases.append(f"a {colour} {category}")
             file_name = f"{image_id:012d}.jpg"
             image.save(staging / split / file_name, format="JPEG", quality=90)
             images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
-            listing = ", ".join(phrases[:-1]) + (" and " if len(phrases) > 1 else "") + phrases[-1]
-            captions.append({"id": 2 * index + 1, "image_id": image_id, "caption": f"{listing} on a plain background."})
-            captions.append({"id": 2 * index + 2, "image_id": image_id, "caption": f"A picture with {len(phrases)} shapes."})
+            captions.append({"id": 2 * index + 1, "image_id": image_id, "caption": scene_caption(objects)})
+            captions.append({"id": 2 * index + 2, "image_id": image_id, "caption": f"A picture with {len(objects)} shapes."})
         categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CATEGORIES)]
         info = {"description": "synthetic-coco", "version": GENERATOR_VERSION, "seed": seed}
         instances_path, captions_path = (staging / "annotations" / p.name for p in annotation_paths(root, split))

@@ -93,7 +93,8 @@ class LlavaOnevisionAdapter(FamilyAdapter):
         return [concat_layouts([base_view_layout(patches), grid])]
 
     # --- tiny model ------------------------------------------------------------------------------
-    def tiny_tokenizer(self) -> PreTrainedTokenizerBase:
+    def tiny_tokenizer(self, corpus: list[str] | None = None, vocab_size: int = 0) -> PreTrainedTokenizerBase:
+        """The byte tokenizer; given a `corpus`, byte-level BPE trained on it up to `vocab_size` (the toy model)."""
         return build_byte_tokenizer(
             ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"],
             bos_token=None,
@@ -101,15 +102,22 @@ class LlavaOnevisionAdapter(FamilyAdapter):
             pad_token="<|endoftext|>",
             extra_attributes={"image_token": "<image>", "video_token": "<video>"},
             chat_template=TINY_CHAT_TEMPLATE,
+            corpus=corpus,
+            vocab_size=vocab_size,
         )
 
-    def tiny_config(self, tokenizer: PreTrainedTokenizerBase) -> LlavaOnevisionConfig:
-        tile_px = 56
+    def tiny_config(self, tokenizer: PreTrainedTokenizerBase, *, tile_px: int = 56, patch_px: int = 14,
+                    text_sizes: dict | None = None, vision_sizes: dict | None = None, intermediate_size: int = 176,
+                    max_tiles_per_side: int = 6) -> LlavaOnevisionConfig:
+        """The tiny config; the keyword arguments size the trained toy model (`toy.model`)."""
         text = Qwen2Config(
-            vocab_size=len(tokenizer), intermediate_size=176, max_position_embeddings=8192, rope_theta=1_000_000.0,
-            **TINY_TEXT_SIZES, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            vocab_size=len(tokenizer), intermediate_size=intermediate_size, max_position_embeddings=8192,
+            rope_theta=1_000_000.0, **(text_sizes or TINY_TEXT_SIZES), eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
         )
-        vision = SiglipVisionConfig(image_size=tile_px, patch_size=14, vision_use_head=False, **TINY_VISION_SIZES)
+        vision = SiglipVisionConfig(image_size=tile_px, patch_size=patch_px, vision_use_head=False,
+                                    **(vision_sizes or TINY_VISION_SIZES))
+        sides = range(1, max_tiles_per_side + 1)
         return LlavaOnevisionConfig(
             text_config=text,
             vision_config=vision,
@@ -118,7 +126,7 @@ class LlavaOnevisionAdapter(FamilyAdapter):
             vision_feature_select_strategy="full",
             vision_feature_layer=-1,
             # The real checkpoints' 1..6 x 1..6 tile pinpoints, at the tiny tile size.
-            image_grid_pinpoints=[[tile_px * i, tile_px * j] for i in range(1, 7) for j in range(1, 7)],
+            image_grid_pinpoints=[[tile_px * i, tile_px * j] for i in sides for j in sides],
             vision_aspect_ratio="anyres_max_9",
             tie_word_embeddings=False,
         )

@@ -1,0 +1,64 @@
+"""The toy model's data, tokenizer and training loop, on runs of a few steps."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from capture.datasets.synthetic_coco import CATEGORIES, COLOURS
+from toy import model as toy_model
+from toy.scenes import corpus, make_examples
+from toy.train import IGNORE, TrainingRecipe, encode, encode_described, train, trainable_parameters
+
+SHORT = replace(TrainingRecipe(), n_train_scenes=24, n_held_out_scenes=6, batch_size=4, tower_steps=3,
+                tower_batch_size=4, language_steps=2, language_batch_size=4, projector_steps=2, steps=2)
+
+
+def test_examples_are_deterministic_and_balanced() -> None:
+    first, second = make_examples(30, 1), make_examples(30, 1)
+    assert [(e.task, e.question, e.answer) for e in first] == [(e.task, e.question, e.answer) for e in second]
+    polls = [e for e in first if e.task == "poll"]
+    assert sum(e.present for e in polls) == len(polls) // 2
+    for e in polls:
+        asked = e.question.split()[3]
+        assert (asked in {o.category for o in e.objects}) == e.present
+        assert e.answer == ("Yes" if e.present else "No")
+
+
+def test_tokenizer_makes_label_words_single_tokens() -> None:
+    tokenizer = toy_model.build_tokenizer(corpus(make_examples(60, 1)))
+    for word in [*CATEGORIES, *COLOURS]:
+        assert len(tokenizer.tokenize(f" {word}")) == 1, word
+    assert [len(tokenizer.tokenize(w)) for w in ("Yes", "No")] == [1, 1]
+
+
+def test_labels_are_exactly_the_answer_tokens() -> None:
+    examples = make_examples(3, 1)  # caption, poll, bbox
+    tokenizer = toy_model.build_tokenizer(corpus(make_examples(60, 1)))
+    processor = toy_model.build_processor(tokenizer, toy_model.build_config(tokenizer))
+    for example in examples:
+        for encoded in (encode(processor, example), encode_described(processor, example)):
+            answer = encoded.labels[encoded.labels != IGNORE]
+            expected = example.answer + ("" if example.task == "bbox" else tokenizer.eos_token)
+            assert tokenizer.decode(answer) == expected
+            assert torch.equal(encoded.input_ids[-len(answer):], answer)
+
+
+def test_projector_stage_trains_only_the_projector() -> None:
+    tokenizer = toy_model.build_tokenizer(corpus(make_examples(60, 1)))
+    from toy.train import new_model
+
+    model = new_model(tokenizer, 0)
+    trained = {id(p) for p in trainable_parameters(model, "projector")}
+    names = {name for name, p in model.named_parameters() if id(p) in trained}
+    assert names == {n for n, _ in model.named_parameters() if "multi_modal_projector" in n or n.endswith("image_newline")}
+    assert len(trainable_parameters(model, "all")) == len(list(model.parameters()))
+
+
+def test_training_is_deterministic() -> None:
+    first, _, history = train(SHORT, log=lambda _: None)
+    second, _, _ = train(SHORT, log=lambda _: None)
+    assert [h["stage"] for h in history].count("all") >= 1
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name

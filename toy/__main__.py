@@ -1,0 +1,70 @@
+"""`python -m toy [train|show]`: train the toy model (or reuse the cached one) and report its held-out accuracy.
+
+    python -m toy train                       # build toy-llava-ov into the cache, unless already built
+    python -m toy train --retrain --freeze projector --out /tmp/toy-projector-only
+    python -m toy show                        # the cached build's recipe and accuracies
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from toy.evaluate import CHANCE
+from toy.model import TOY_VERSION, read_build, toy_model_dir
+from toy.train import FREEZING, TrainingRecipe, train_and_save
+
+NAME = "toy-llava-ov"
+
+
+def report(record: dict) -> str:
+    lines = [f"{record['name']} v{record['version']}: freeze={record['recipe']['freeze']}, "
+             f"trained in {record['train_seconds']:.0f} s"]
+    for key, chance in CHANCE.items():
+        lines.append(f"  {key.replace('_', ' ')}: {record['held_out'][key]:.1f}% (chance {chance:.0f}%)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m toy", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train_parser = sub.add_parser("train", help="train the toy model (reuses a current cached build)")
+    train_parser.add_argument("--out", type=Path, help=f"model directory (default: the cache's {NAME})")
+    train_parser.add_argument("--freeze", choices=FREEZING, default=TrainingRecipe.freeze,
+                              help="projector: only the projector learns (Jung et al.); projector-then-all: LLaVA's "
+                                   "two stages (default); all: everything from the start")
+    train_parser.add_argument("--steps", type=int, default=TrainingRecipe.steps, help="steps of the 'all' stage")
+    train_parser.add_argument("--projector-steps", type=int, default=TrainingRecipe.projector_steps)
+    train_parser.add_argument("--seed", type=int, default=TrainingRecipe.seed)
+    train_parser.add_argument("--retrain", action="store_true", help="train even if a current build is there")
+    show_parser = sub.add_parser("show", help="print a build's recipe and held-out accuracy")
+    show_parser.add_argument("--out", type=Path, help=f"model directory (default: the cache's {NAME})")
+    args = parser.parse_args(argv)
+
+    out = args.out or toy_model_dir(NAME)
+    record = read_build(out)
+    if args.command == "show":
+        if record is None:
+            print(f"error: no toy build at {out}; run `python -m toy train`", file=sys.stderr)
+            return 1
+        print(report(record))
+        return 0
+    recipe = replace(TrainingRecipe(), freeze=args.freeze, steps=args.steps, projector_steps=args.projector_steps,
+                     seed=args.seed)
+    if record is None and out.exists() and any(out.iterdir()):
+        print(f"error: {out} exists and is not a toy model build; refusing to replace it", file=sys.stderr)
+        return 1
+    same_recipe = record is not None and record.get("recipe") == json.loads(json.dumps(asdict(recipe)))
+    if same_recipe and record.get("version") == TOY_VERSION and not args.retrain:
+        print(f"reusing {out}\n" + report(record))
+        return 0
+    train_and_save(out, recipe, name=NAME)
+    print(f"saved {out}\n" + report(read_build(out)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

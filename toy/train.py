@@ -1,0 +1,267 @@
+"""Deterministic training of the toy model on CPU, with the freezing schedules of the two recipes it mirrors.
+
+Real VLMs start from a pretrained vision encoder (CLIP, SigLIP) and a pretrained language model. No such
+checkpoint exists at toy size, so both are first pretrained here on the training scenes:
+- the tower CLIP-like, with image-level labels only: which shapes, colours and colour-shape pairs the image
+  holds (multi-label, log-sum-exp pooling over patches, a temporary linear head);
+- the language model on text alone: each example with its image replaced by the scene's caption, so it
+  learns to answer from a description (copy it when asked to describe, check it when polled). Without this
+  the yes/no comparison does not emerge within the time budget (polling stayed at 50% after 600 steps).
+Then the VLM stages follow, on images:
+
+- "projector" (Jung et al.): only the projector (and OneVision's image-newline vector) learns; the vision
+  tower and the language model stay frozen at their seeded initialisation;
+- "projector-then-all" (LLaVA, the default): the projector alone first, then every weight;
+- "all": every weight from the first step.
+
+Loss is next-token cross-entropy on the answer tokens only. Everything random (initialisation, scenes,
+batch order) is seeded, and torch runs single-threaded-deterministic kernels on a fixed thread count, so the
+same recipe gives the same weights on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from capture.datasets.synthetic_coco import CATEGORIES, COLOURS
+from capture.paths import staged_directory
+from capture.prompts import CHAT, build_prompt
+from toy import model as toy_model
+from toy.scenes import HELD_OUT_SEED, TRAIN_SEED, Example, caption_of, corpus, make_examples
+
+FREEZING = ("projector", "projector-then-all", "all")
+IGNORE = -100  # label of positions without loss (transformers' convention)
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """What a toy build is trained with; recorded in its build file."""
+
+    freeze: str = "projector-then-all"
+    n_train_scenes: int = 6000
+    n_held_out_scenes: int = 300
+    batch_size: int = 32
+    tower_steps: int = 2000  # vision-tower pretraining (batch `tower_batch_size`)
+    tower_batch_size: int = 64
+    tower_learning_rate: float = 3e-3
+    language_steps: int = 250  # language-model pretraining on described scenes (batch `language_batch_size`)
+    language_batch_size: int = 64
+    projector_steps: int = 200  # stage 1 of "projector-then-all"; every step of "projector"
+    projector_learning_rate: float = 3e-3
+    steps: int = 150  # every step of "all"; stage 2 of "projector-then-all"
+    learning_rate: float = 1e-3
+    seed: int = 0
+    threads: int = 2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def stages(self) -> list[tuple[str, int]]:
+        """(what trains, steps) in order."""
+        if self.freeze == "projector":
+            return [("projector", self.projector_steps + self.steps)]
+        if self.freeze == "projector-then-all":
+            return [("projector", self.projector_steps), ("all", self.steps)]
+        if self.freeze == "all":
+            return [("all", self.steps)]
+        raise ValueError(f"unknown freezing {self.freeze!r} (choose from {', '.join(FREEZING)})")
+
+
+@dataclass
+class Encoded:
+    """One example as model inputs: input_ids and labels (seq,), pixel_values (tiles, 3, px, px), image size."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    pixel_values: torch.Tensor | None = None
+    image_size: torch.Tensor | None = None
+
+
+def prompt_text(processor: Any, example: Example) -> str:
+    """The prompt the tools would build for this example (chat template, or Jung et al.'s raw bbox prompt)."""
+    if example.task == "bbox":
+        return processor.image_token + example.question
+    return build_prompt(processor, CHAT, example.question, 1)
+
+
+def answer_text(processor: Any, example: Example) -> str:
+    return example.answer if example.task == "bbox" else example.answer + processor.tokenizer.eos_token
+
+
+def encode(processor: Any, example: Example) -> Encoded:
+    """Tokenise prompt + answer with the image; labels are the answer's tokens, IGNORE elsewhere."""
+    prompt, answer = prompt_text(processor, example), answer_text(processor, example)
+    inputs = processor(text=[prompt + answer], images=[[example.image]], return_tensors="pt")
+    input_ids = inputs["input_ids"][0]
+    n_answer = len(processor.tokenizer(answer, add_special_tokens=False)["input_ids"])
+    labels = torch.full_like(input_ids, IGNORE)
+    labels[-n_answer:] = input_ids[-n_answer:]
+    return Encoded(input_ids, labels, inputs["pixel_values"][0], inputs["image_sizes"][0])
+
+
+def encode_described(processor: Any, example: Example) -> Encoded:
+    """The example with its image replaced by the scene's caption (language-model pretraining)."""
+    tokenizer = processor.tokenizer
+    prompt = build_prompt(processor, CHAT, example.question, 0, prefix=caption_of(example.objects) + "\n")
+    answer = answer_text(processor, example)
+    input_ids = torch.tensor(tokenizer(prompt + answer, add_special_tokens=False)["input_ids"])
+    n_answer = len(tokenizer(answer, add_special_tokens=False)["input_ids"])
+    labels = torch.full_like(input_ids, IGNORE)
+    labels[-n_answer:] = input_ids[-n_answer:]
+    return Encoded(input_ids, labels)
+
+
+def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """A right-padded batch for the model's forward (every toy image has the same number of tiles)."""
+    length = max(len(item.input_ids) for item in items)
+    input_ids = torch.full((len(items), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), length), IGNORE, dtype=torch.long)
+    attention_mask = torch.zeros((len(items), length), dtype=torch.long)
+    for row, item in enumerate(items):
+        n = len(item.input_ids)
+        input_ids[row, :n], labels[row, :n], attention_mask[row, :n] = item.input_ids, item.labels, 1
+    batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+    with_image = [item for item in items if item.pixel_values is not None]
+    if with_image:  # the model matches image features to image tokens across the whole batch
+        batch["pixel_values"] = torch.stack([item.pixel_values for item in with_image])
+        batch["image_sizes"] = torch.stack([item.image_size for item in with_image])
+    return batch
+
+
+def answer_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Next-token cross-entropy averaged over each example's answer tokens, then over examples, so a one-token
+    Yes / No counts as much as a twelve-token caption (a token mean would drown the polling signal)."""
+    inputs = {key: value for key, value in batch.items() if key != "labels"}
+    logits = model(**inputs).logits[:, :-1].float()
+    targets = batch["labels"][:, 1:]
+    per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
+    answered = (targets != IGNORE).float()
+    return ((per_token * answered).sum(dim=1) / answered.sum(dim=1)).mean()
+
+
+def trainable_parameters(model: torch.nn.Module, what: str) -> list[torch.nn.Parameter]:
+    """Unfreeze what a stage trains ("projector": projector + image-newline vector; "language": the language model
+    and its head; "all") and freeze the rest."""
+    inner = model.model
+    chosen = set()
+    if what == "projector":
+        chosen = {id(p) for p in inner.multi_modal_projector.parameters()} | {id(inner.image_newline)}
+    if what == "language":
+        chosen = {id(p) for p in [*inner.language_model.parameters(), *model.lm_head.parameters()]}
+    for parameter in model.parameters():
+        parameter.requires_grad_(what == "all" or id(parameter) in chosen)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def scene_labels(example: Example) -> torch.Tensor:
+    """(24,) multi-hot image labels for tower pretraining: 4 shapes, 4 colours, 16 colour-shape pairs."""
+    labels = torch.zeros(len(CATEGORIES) + len(COLOURS) * (1 + len(CATEGORIES)))
+    for obj in example.objects:
+        shape, colour = CATEGORIES.index(obj.category), list(COLOURS).index(obj.colour)
+        labels[shape] = labels[len(CATEGORIES) + colour] = 1
+        labels[len(CATEGORIES) + len(COLOURS) + shape * len(COLOURS) + colour] = 1
+    return labels
+
+
+def pretrain_tower(model: torch.nn.Module, examples: list[Example], encoded: list[Encoded], recipe: TrainingRecipe,
+                   order: np.random.RandomState, log: Any) -> list[dict[str, Any]]:
+    """Train the vision tower (base-view tile) with a temporary linear head on `scene_labels`; the head is dropped."""
+    tower = model.model.vision_tower
+    pixels = torch.stack([item.pixel_values[0] for item in encoded])
+    targets = torch.stack([scene_labels(example) for example in examples])
+    head = torch.nn.Linear(model.config.vision_config.hidden_size, targets.shape[1])
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    parameters = [*tower.parameters(), *head.parameters()]
+    for parameter in parameters:
+        parameter.requires_grad_(True)
+    optimiser = torch.optim.AdamW(parameters, lr=recipe.tower_learning_rate, weight_decay=0.0)
+    history = []
+    for step in range(recipe.tower_steps):
+        rows = order.randint(len(pixels), size=recipe.tower_batch_size)
+        patch_logits = head(tower(pixels[rows]).last_hidden_state)  # (batch, patches, labels)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(torch.logsumexp(patch_logits, dim=1), targets[rows])
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if step % 200 == 0 or step == recipe.tower_steps - 1:
+            history.append({"step": step + 1, "stage": "tower", "loss": round(loss.item(), 4)})
+            log(f"tower step {step + 1:4d}: loss {loss.item():.3f}")
+    return history
+
+
+def new_model(tokenizer: Any, seed: int) -> torch.nn.Module:
+    from transformers import AutoModelForImageTextToText
+
+    torch.manual_seed(seed)
+    config = toy_model.build_config(tokenizer)
+    return AutoModelForImageTextToText.from_config(config).float()
+
+
+def train(recipe: TrainingRecipe, log: Any = print) -> tuple[torch.nn.Module, Any, list[dict[str, Any]]]:
+    """Train a toy model from scratch: (model in eval mode, processor, loss log per 20 steps)."""
+    torch.set_num_threads(recipe.threads)
+    torch.use_deterministic_algorithms(True)
+    train_examples = make_examples(recipe.n_train_scenes, TRAIN_SEED)
+    tokenizer = toy_model.build_tokenizer(corpus(train_examples))
+    model = new_model(tokenizer, recipe.seed)
+    processor = toy_model.build_processor(tokenizer, model.config)
+    encoded = [encode(processor, example) for example in train_examples]
+    order = np.random.RandomState(recipe.seed)
+    model.train()
+    history = pretrain_tower(model, train_examples, encoded, recipe, order, log)
+    described = [encode_described(processor, e) for e in train_examples if e.task != "bbox"]
+    stages = [("language", recipe.language_steps, described, recipe.language_batch_size)]
+    # described scenes stay in the mix (a quarter), so the language model keeps what it learnt from text
+    rehearsed = encoded + described[: len(encoded) // 3]
+    stages += [(stage, n, rehearsed, recipe.batch_size) for stage, n in recipe.stages()]
+    step = 0
+    for stage, n_steps, items, batch_size in stages:
+        parameters = trainable_parameters(model, stage)
+        learning_rate = recipe.projector_learning_rate if stage == "projector" else recipe.learning_rate
+        optimiser = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
+        warmup = max(1, n_steps // 10)
+        schedule = torch.optim.lr_scheduler.SequentialLR(optimiser, [
+            torch.optim.lr_scheduler.LinearLR(optimiser, start_factor=0.1, total_iters=warmup),
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, n_steps - warmup)),
+        ], milestones=[warmup])
+        for stage_step in range(n_steps):
+            batch = collate([items[i] for i in order.randint(len(items), size=batch_size)], tokenizer.pad_token_id)
+            loss = answer_loss(model, batch)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimiser.step()
+            schedule.step()
+            step += 1
+            if stage_step % 20 == 0 or stage_step == n_steps - 1:
+                history.append({"step": step, "stage": stage, "loss": round(loss.item(), 4)})
+                log(f"step {step:4d} ({stage}): loss {loss.item():.3f}")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model.eval(), processor, history
+
+
+def train_and_save(out_dir: Path, recipe: TrainingRecipe, name: str = "toy-llava-ov", log: Any = print) -> Path:
+    """Train, evaluate on held-out scenes, and save the model, processor and build record into `out_dir`
+    (replaced whole, so an interrupted run never leaves a half-written model)."""
+    from toy.evaluate import evaluate
+
+    started = time.perf_counter()
+    model, processor, history = train(recipe, log)
+    train_seconds = time.perf_counter() - started
+    scores = evaluate(model, processor, make_examples(recipe.n_held_out_scenes, HELD_OUT_SEED))
+    log("held-out: " + ", ".join(f"{k} {v:.1f}%" for k, v in scores.items() if k.endswith("accuracy")))
+    with staged_directory(out_dir) as staging:
+        model.config.dtype = torch.float32
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        record = {"name": name, "version": toy_model.TOY_VERSION, "recipe": asdict(recipe),
+                  "train_seconds": round(train_seconds, 1), "held_out": scores, "loss": history}
+        (staging / toy_model.BUILD_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    return out_dir
