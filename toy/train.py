@@ -15,8 +15,8 @@ Then the VLM stages follow, on images:
 - "all": every weight from the first step.
 
 Loss is next-token cross-entropy on the answer tokens only. Everything random (initialisation, scenes,
-batch order) is seeded, and torch runs single-threaded-deterministic kernels on a fixed thread count, so the
-same recipe gives the same weights on the same machine.
+batch order) is seeded, and torch runs deterministic kernels on a fixed thread count (restored afterwards), so
+the same recipe gives the same weights on the same machine.
 """
 
 from __future__ import annotations
@@ -205,8 +205,17 @@ def new_model(tokenizer: Any, seed: int) -> torch.nn.Module:
 
 def train(recipe: TrainingRecipe, log: Any = print) -> tuple[torch.nn.Module, Any, list[dict[str, Any]]]:
     """Train a toy model from scratch: (model in eval mode, processor, loss log per 20 steps)."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(recipe.threads)
     torch.use_deterministic_algorithms(True)
+    try:
+        return _train(recipe, log)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(recipe: TrainingRecipe, log: Any) -> tuple[torch.nn.Module, Any, list[dict[str, Any]]]:
     train_examples = make_examples(recipe.n_train_scenes, TRAIN_SEED)
     tokenizer = toy_model.build_tokenizer(corpus(train_examples))
     model = new_model(tokenizer, recipe.seed)
