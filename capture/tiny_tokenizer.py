@@ -28,8 +28,8 @@ def build_byte_tokenizer(
     """Byte-level BPE with ids 0..255 for bytes and 256.. for `special_tokens` (in order).
 
     With a `corpus`, BPE is trained on it up to `vocab_size` tokens in all, over GPT-2's word split: the
-    trainer numbers `special_tokens` first, then the 256 bytes, then the learnt merges. `add_bos` prepends `bos_token` to every
-    encoded text, as Llama tokenizers do.
+    trainer numbers `special_tokens` first, then the 256 bytes, then the learnt merges. `add_bos` prepends
+    `bos_token` to every encoded text, as Llama tokenizers do.
     """
     vocab = {symbol: byte for byte, symbol in bytes_to_unicode().items()}  # token id == byte value
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
