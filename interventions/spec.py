@@ -16,7 +16,8 @@
 Token sets (resolved per sample from its token table and annotation): "image", "text" (every non-image token),
 "prompt_text" (text before the first image), "question" (text after the last image), "last" (the final position),
 "all", "image[a:b]" (image tokens a..b-1, in sequence order), "object", "object+N" (image tokens whose box overlaps
-an object box, grown by N tokens on the grid), "non-object" (image tokens not in "object+1").
+an object box, grown by N tokens on the grid), "non-object" (image tokens not in "object+1"), and "random:SET" (as
+many image tokens as SET holds, drawn at random from the image tokens outside it: the control for an ablation of SET).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TOKEN_SET = re.compile(r"^(image|text|prompt_text|question|last|all|non-object|object(\+\d+)?|image\[\d*:\d*\])$")
+TOKEN_SET = re.compile(r"^(random:)?(image|text|prompt_text|question|last|all|non-object|object(\+\d+)?|image\[\d*:\d*\])$")
 
 
 class SpecError(ValueError):
@@ -107,7 +108,7 @@ def parse_spec(data: Any, base: Path = Path(".")) -> InterventionSpec:
 def token_set(name: Any, where: str) -> str:
     if not isinstance(name, str) or not TOKEN_SET.match(name):
         raise SpecError(f"{where}: unknown token set {name!r} (image, text, prompt_text, question, last, all, "
-                        "image[a:b], object, object+N, non-object)")
+                        "image[a:b], object, object+N, non-object, random:SET)")
     return name
 
 

@@ -27,9 +27,15 @@ def kept_positions(table: TokenTable, keep_image_tokens: int | None) -> np.ndarr
 def resolve(name: str, table: TokenTable, annotation: dict[str, Any], image_sizes: list[tuple[int, int]],
             label: str | None = None) -> np.ndarray:
     """Sorted sequence positions of token set `name`. "object" sets use the boxes of `label`'s objects (every
-    object when `label` is None) in image 0; `image_sizes` are (height, width) per image."""
+    object when `label` is None) in image 0; `image_sizes` are (height, width) per image. "random:SET" draws as many
+    image tokens as SET holds from those outside it (fewer when too few remain), seeded by the sequence."""
     kind = table.fields["kind"]
     image = image_positions(table)
+    if name.startswith("random:"):
+        chosen = resolve(name.removeprefix("random:"), table, annotation, image_sizes, label)
+        pool = np.setdiff1d(image[kind[image] == TokenKind.IMAGE], chosen)
+        rng = np.random.default_rng([len(table), len(chosen)])  # the same sequence and count draw the same tokens
+        return np.sort(rng.choice(pool, size=min(len(chosen), len(pool)), replace=False))
     text = np.flatnonzero(~np.isin(kind, [TokenKind.IMAGE, TokenKind.IMAGE_NEWLINE, TokenKind.PAD]))
     if name == "image":
         return image

@@ -161,3 +161,15 @@ def test_every_family_honours_knockout_and_truncation(tiny_model, noise_image, n
     truncated = forward_logits(loaded, first, InterventionSpec(keep_image_tokens=3))
     assert truncated.shape == forward_logits(loaded, first, none).shape
     assert not torch.allclose(truncated, forward_logits(loaded, first, none))
+
+
+def test_random_token_set_is_a_disjoint_draw_of_the_same_size(model, noise_image):
+    sample = inputs(model, noise_image(64, 48))
+    chosen = token_sets.resolve("object", sample.table, sample.annotation, sample.image_sizes)
+    drawn = token_sets.resolve("random:object", sample.table, sample.annotation, sample.image_sizes)
+    image = np.flatnonzero(sample.table.fields["kind"] == TokenKind.IMAGE)
+    assert len(drawn) == len(chosen) > 0 and len(chosen) <= len(image) // 2
+    assert set(drawn) <= set(image) and not set(drawn) & set(chosen)
+    again = token_sets.resolve("random:object", sample.table, sample.annotation, sample.image_sizes)
+    assert np.array_equal(drawn, again)
+    parse_spec({"ablate": [{"tokens": "random:object", "mean_from": "s.zarr"}]})  # a valid spec token set
