@@ -107,6 +107,15 @@ def run_correspondence(store_path: Path, out: Path, array: str = "values", part:
         figures.save(figures.layer_head_scores(pck.pck, f"PCK@{alpha}", f"Semantic correspondence ({array}): "
                                                f"{_title(ds)}"), written[-1])
         summary["semantic"] = {**pck.attrs, "best": _best(pck.pck)}
+        if any(pair.source_box is not None and pair.target_box is not None for pair in pairs):
+            matched = correspondence.object_match_rate(ds, pairs, array, part, metric, device=device)
+            written.append(out / "object_match.png")
+            figures.save(figures.layer_head_scores(matched.match_rate, "object match rate",
+                                                   f"Object-to-object correspondence ({array}): {_title(ds)}",
+                                                   baseline=matched.chance),
+                         written[-1])
+            summary["object_match"] = {**matched.attrs, "best": _best(matched.match_rate),
+                                       "mean": float(matched.match_rate.mean())}
     video_list = correspondence.videos(ds)
     if video_list:
         scores = correspondence.temporal_correspondence(ds, video_list, array, part, n_last=n_last, topk=topk,

@@ -48,6 +48,7 @@ class KeypointPair:
     source_points: np.ndarray  # (k, 2)
     target_points: np.ndarray  # (k, 2)
     target_box: tuple[float, float, float, float] | None = None  # x1, y1, x2, y2 pixels; None: whole image
+    source_box: tuple[float, float, float, float] | None = None
 
 
 def keypoint_pairs(ds: xr.Dataset) -> list[KeypointPair]:
@@ -62,7 +63,7 @@ def keypoint_pairs(ds: xr.Dataset) -> list[KeypointPair]:
                           for points in annotation["keypoints"][:2])
         boxes = annotation.get("bboxes")
         pairs.append(KeypointPair((int(sample), 0), (int(sample), 1), source, target,
-                                  tuple(boxes[1]) if boxes else None))
+                                  tuple(boxes[1]) if boxes else None, tuple(boxes[0]) if boxes else None))
     return pairs
 
 
@@ -102,6 +103,47 @@ def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: st
         coords=coords, attrs={"alpha": alpha, "array": array, "metric": metric, "n_keypoints": used,
                               "n_unusable": unusable, "n_pairs": len(pairs)},
     )
+
+
+def object_match_rate(ds: xr.Dataset, pairs: list[KeypointPair], array: str = "values", part: str = "auto",
+                      metric: str = "cosine", layers: list[int] | None = None, device: str = "auto") -> xr.Dataset:
+    """Object-to-object matching per (layer, kv_head): of the source tokens whose centre lies in the source object's
+    box, the fraction whose nearest target token (by `metric`) has its centre in the target object's box
+    (`match_rate`); `chance` is that fraction for a uniformly drawn target token (the box's share of the target
+    tokens), averaged the same way. Pairs without both boxes are skipped."""
+    hits: np.ndarray | None = None
+    coords = None
+    n_source = 0
+    chance = 0.0
+    boxed = [pair for pair in pairs if pair.source_box is not None and pair.target_box is not None]
+    for pair, src, tgt, src_vectors, tgt_vectors in _pairs_with_vectors(ds, boxed, array, part, layers):
+        coords = coords or {"layer": src_vectors.layer.values, "kv_head": src_vectors.kv_head.values}
+        rows = np.flatnonzero(_inside(src.centres, pair.source_box, src.image_size))
+        in_target = _inside(tgt.centres, pair.target_box, tgt.image_size)
+        if not len(rows):
+            continue
+        if hits is None:
+            hits = np.zeros(src_vectors.shape[:2], np.int64)
+        for li in range(src_vectors.shape[0]):
+            for hi in range(src_vectors.shape[1]):
+                _, nearest = neighbours.search(src_vectors.values[li, hi, rows], tgt_vectors.values[li, hi], 1,
+                                               metric, device)
+                hits[li, hi] += int(in_target[nearest[:, 0]].sum())
+        n_source += len(rows)
+        chance += len(rows) * float(in_target.mean())
+    if hits is None:
+        raise ValueError("no pair has source tokens inside its source object box")
+    return xr.Dataset({"match_rate": (("layer", "kv_head"), hits / n_source), "n_matched": (("layer", "kv_head"), hits)},
+                      coords=coords, attrs={"chance": chance / n_source, "n_source_tokens": n_source,
+                                            "n_pairs": len(boxed), "array": array, "metric": metric})
+
+
+def _inside(centres: np.ndarray, box: tuple[float, float, float, float], image_size: tuple[int, int]) -> np.ndarray:
+    """Which token centres (n, 2) normalised (x, y) lie in a pixel box x1, y1, x2, y2 of an image (height, width)."""
+    height, width = image_size
+    x, y = centres[:, 0] * width, centres[:, 1] * height
+    x1, y1, x2, y2 = box
+    return (x >= x1) & (x <= x2) & (y >= y1) & (y <= y2)
 
 
 READ_BYTES = 512 << 20  # vectors read per dask computation (each computation costs tens of ms)

@@ -10,6 +10,7 @@ from analyses.correspondence import (
     KeypointPair,
     boundary_measure,
     keypoint_pairs,
+    object_match_rate,
     propagate_labels,
     region_similarity,
     score_video,
@@ -51,6 +52,20 @@ def test_a_wrong_mapping_scores_zero(local_patch_store):
     unflipped = KeypointPair(flip.source, flip.target, flip.source_points, flip.source_points)
     result = semantic_correspondence(ds, [unflipped], array="values", layers=[0])
     assert (result.pck.values == 0.0).all()
+
+
+def test_object_tokens_match_the_moved_object_box(local_patch_store):
+    """Flipped 56-pixel image, 4 x 4 patches: the top-left quarter's tokens land in the top-right quarter."""
+    ds = store.reader.open(local_patch_store)
+    flip = keypoint_pairs(ds)[0]
+    moved = KeypointPair(flip.source, flip.target, flip.source_points, flip.target_points,
+                         target_box=(29.0, 0.0, 56.0, 27.0), source_box=(0.0, 0.0, 27.0, 27.0))
+    result = object_match_rate(ds, [moved], array="values", layers=[0])
+    assert result.attrs["n_source_tokens"] == 4 and result.attrs["chance"] == 0.25
+    assert (result.match_rate.values == 1.0).all()
+    unmoved = KeypointPair(flip.source, flip.target, flip.source_points, flip.target_points,
+                           target_box=(0.0, 0.0, 27.0, 27.0), source_box=(0.0, 0.0, 27.0, 27.0))
+    assert (object_match_rate(ds, [unmoved], array="values", layers=[0]).match_rate.values == 0.0).all()
 
 
 def test_temporal_propagation_follows_the_moving_mask(local_patch_store):
