@@ -33,8 +33,15 @@ demo: $(VENV)/.installed
 	$(PY) -m analyses variance --store $(DEMO_STORE) --out figures/demo/variance
 	$(PY) -m interventions spec --keys figures/demo/variance/input_agnostic_keys.json --name "input-agnostic keys" \
 		--out figures/demo/interventions/knockout.json
-	$(PY) -m interventions poll --model $(DEMO_MODEL) --spec figures/demo/interventions/knockout.json --controls --layer-windows 1 \
+	@# no --controls: the toy has 2 KV heads per layer and both are flagged in most layers, leaving no control units
+	$(PY) -m interventions poll --model $(DEMO_MODEL) --spec figures/demo/interventions/knockout.json --layer-windows 1 \
 		--out figures/demo/interventions/poll
+	printf '{"name": "ablate object tokens", "ablate": [{"tokens": "object", "mean_from": "%s"}]}' \
+		$(abspath $(DEMO_STORE)) > figures/demo/interventions/ablate-object.json
+	printf '{"name": "ablate as many random tokens", "ablate": [{"tokens": "random:object", "mean_from": "%s"}]}' \
+		$(abspath $(DEMO_STORE)) > figures/demo/interventions/ablate-random.json
+	$(PY) -m interventions poll --model $(DEMO_MODEL) --spec figures/demo/interventions/ablate-object.json \
+		--spec figures/demo/interventions/ablate-random.json --out figures/demo/interventions/poll-ablation
 	$(PY) -m interventions describe --model $(DEMO_MODEL) --spec figures/demo/interventions/knockout.json --max-new-tokens 12 \
 		--out figures/demo/interventions/describe
 	$(PY) -m interventions loss --model $(DEMO_MODEL) --keep 0,8,32,64,all --out figures/demo/interventions/loss

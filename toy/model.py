@@ -1,7 +1,7 @@
 """The toy model's architecture: LLaVA-OneVision at toy sizes, its trained tokenizer, and its cached build.
 
-One 64-pixel tile of 8x8 patches covers a whole image (a single grid pinpoint), so an image is the
-OneVision layout of a base view (64 tokens) plus one unpadded high-resolution tile with its newline
+One 128-pixel tile of 8x8 patches (16 pixels each) covers a whole image (a single grid pinpoint), so an image
+is the OneVision layout of a base view (64 tokens) plus one unpadded high-resolution tile with its newline
 tokens: at most 136 image tokens, which keeps training on 2 CPU cores within minutes.
 """
 
@@ -15,9 +15,9 @@ from capture.families import ADAPTERS
 from capture.paths import cache_home
 
 FAMILY = "llava_onevision"
-TOY_VERSION = 1  # bump when the sizes, the data or the training recipe change: cached builds retrain
-TILE_PX = 64
-PATCH_PX = 8
+TOY_VERSION = 2  # bump when the sizes, the data or the training recipe change: cached builds retrain
+TILE_PX = 128
+PATCH_PX = 16
 VOCAB_SIZE = 384
 TEXT_SIZES = {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
               "tie_word_embeddings": False}

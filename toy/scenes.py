@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from capture.datasets.synthetic_coco import CATEGORIES, COLOURS, SIZES, SceneObject, draw_scene, scene_caption
 from capture.prompts import DEFAULT_PROMPT, NORMAL_PROMPTS, bbox_text
@@ -24,7 +24,7 @@ TASKS = ("caption", "poll", "bbox")
 CAPTION_PROMPTS = (DEFAULT_PROMPT, *NORMAL_PROMPTS)
 TRAIN_SEED = 1
 HELD_OUT_SEED = 2
-MAX_SIDE_PX = 128  # scenes are drawn at the demo's aspect ratios, scaled down: the toy sees 64-pixel tiles
+MAX_SIDE_PX = 128  # scenes are drawn at the demo's aspect ratios, scaled down to the toy's 128-pixel tile
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,26 @@ def box_of(obj: SceneObject) -> list[float]:
     """x1, y1, x2, y2 pixel box of an object's polygon."""
     xs, ys = [x for x, _ in obj.polygon], [y for _, y in obj.polygon]
     return [min(xs), min(ys), max(xs), max(ys)]
+
+
+def patch_labels(example: Example, tile_px: int, patch_px: int) -> np.ndarray:
+    """(patches, 2, 5) float: for each patch of the base view (the image squashed to a `tile_px` square, patches
+    row-major), the fraction of its pixels showing background or each shape (`[:, 0]`: background, then
+    CATEGORIES), and background or each colour (`[:, 1]`: background, then COLOURS). Objects are drawn in
+    order, so an occluded part belongs to the object on top."""
+    width, height = example.image.size
+    per_patch = []
+    for names, name_of in ((CATEGORIES, lambda o: o.category), (list(COLOURS), lambda o: o.colour)):
+        canvas = Image.new("L", (tile_px, tile_px), 0)
+        draw = ImageDraw.Draw(canvas)
+        for obj in example.objects:
+            draw.polygon([(x * tile_px / width, y * tile_px / height) for x, y in obj.polygon],
+                         fill=1 + names.index(name_of(obj)))
+        side = tile_px // patch_px
+        pixels = np.asarray(canvas).reshape(side, patch_px, side, patch_px).transpose(0, 2, 1, 3)
+        pixels = pixels.reshape(side * side, patch_px * patch_px)
+        per_patch.append(np.stack([(pixels == k).mean(axis=1) for k in range(1 + len(names))], axis=1))
+    return np.stack(per_patch, axis=1)
 
 
 def make_examples(n_scenes: int, seed: int) -> list[Example]:

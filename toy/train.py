@@ -2,13 +2,14 @@
 
 Real VLMs start from a pretrained vision encoder (CLIP, SigLIP) and a pretrained language model. No such
 checkpoint exists at toy size, so both are first pretrained here on the training scenes:
-- the tower CLIP-like, with image-level labels only: which shapes, colours and colour-shape pairs the image
-  holds (multi-label, log-sum-exp pooling over patches, a temporary linear head);
+- the tower on dense labels, like a segmentation backbone: at every patch, which shape and which colour it shows
+  (a temporary linear head). Image-level labels alone (CLIP-like) left shapes barely decodable from its features
+  at this size, and image polling at chance;
 - the language model on text alone: each example with its image replaced by the scene's caption, so it
-  learns to answer from a description (copy it when asked to describe, check it when polled). It then polls
-  described scenes well (95%), but the image stages do not yet route the image into that comparison: image
-  polling stays at chance (see the README).
-Then the VLM stages follow, on images:
+  learns to answer from a description (copy it when asked to describe, check it when polled). Image polling is
+  only learnt when this has been learnt first.
+A short projector warm-up (`align_projector`) then maps each patch onto the word embeddings of what it shows, and
+the VLM stages follow, on images:
 
 - "projector" (Jung et al.): only the projector (and OneVision's image-newline vector) learns; the vision
   tower and the language model stay frozen as pretrained above;
@@ -35,7 +36,7 @@ from capture.datasets.synthetic_coco import CATEGORIES, COLOURS
 from capture.paths import staged_directory
 from capture.prompts import CHAT, build_prompt
 from toy import model as toy_model
-from toy.scenes import HELD_OUT_SEED, TRAIN_SEED, Example, caption_of, corpus, make_examples
+from toy.scenes import HELD_OUT_SEED, TRAIN_SEED, Example, caption_of, corpus, make_examples, patch_labels
 
 FREEZING = ("projector", "projector-then-all", "all")
 IGNORE = -100  # label of positions without loss (transformers' convention)
@@ -47,17 +48,19 @@ class TrainingRecipe:
 
     freeze: str = "projector-then-all"
     n_train_scenes: int = 6000
-    n_held_out_scenes: int = 300
+    n_held_out_scenes: int = 450
     batch_size: int = 32
-    tower_steps: int = 2000  # vision-tower pretraining (batch `tower_batch_size`)
+    tower_steps: int = 1000  # vision-tower pretraining (batch `tower_batch_size`)
     tower_batch_size: int = 64
     tower_learning_rate: float = 3e-3
-    language_steps: int = 250  # language-model pretraining on described scenes (batch `language_batch_size`)
+    language_steps: int = 300  # language-model pretraining on described scenes (batch `language_batch_size`)
     language_batch_size: int = 64
-    projector_steps: int = 200  # stage 1 of "projector-then-all"; every step of "projector"
+    language_learning_rate: float = 1e-3
+    align_steps: int = 200  # projector warm-up: patches onto the word embeddings of what they show (batch 64)
+    projector_steps: int = 250  # stage 1 of "projector-then-all"; every step of "projector"
     projector_learning_rate: float = 3e-3
     steps: int = 150  # every step of "all"; stage 2 of "projector-then-all"
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-4  # all weights: low, so the LM keeps what the earlier stages taught it
     seed: int = 0
     threads: int = 2
 
@@ -161,23 +164,19 @@ def trainable_parameters(model: torch.nn.Module, what: str) -> list[torch.nn.Par
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def scene_labels(example: Example) -> torch.Tensor:
-    """(24,) multi-hot image labels for tower pretraining: 4 shapes, 4 colours, 16 colour-shape pairs."""
-    labels = torch.zeros(len(CATEGORIES) + len(COLOURS) * (1 + len(CATEGORIES)))
-    for obj in example.objects:
-        shape, colour = CATEGORIES.index(obj.category), list(COLOURS).index(obj.colour)
-        labels[shape] = labels[len(CATEGORIES) + colour] = 1
-        labels[len(CATEGORIES) + len(COLOURS) + shape * len(COLOURS) + colour] = 1
-    return labels
+def base_view_labels(examples: list[Example]) -> torch.Tensor:
+    """(examples, patches, 2, 5) `patch_labels` of each example's base view."""
+    return torch.stack([torch.from_numpy(patch_labels(e, toy_model.TILE_PX, toy_model.PATCH_PX)).float()
+                        for e in examples])
 
 
-def pretrain_tower(model: torch.nn.Module, examples: list[Example], encoded: list[Encoded], recipe: TrainingRecipe,
+def pretrain_tower(model: torch.nn.Module, labels: torch.Tensor, encoded: list[Encoded], recipe: TrainingRecipe,
                    order: np.random.RandomState, log: Any) -> list[dict[str, Any]]:
-    """Train the vision tower (base-view tile) with a temporary linear head on `scene_labels`; the head is dropped."""
+    """Train the vision tower on the base view to tell, at every patch, the shape and the colour it shows
+    (`labels`: `base_view_labels`), through a temporary linear head that is dropped."""
     tower = model.model.vision_tower
     pixels = torch.stack([item.pixel_values[0] for item in encoded])
-    targets = torch.stack([scene_labels(example) for example in examples])
-    head = torch.nn.Linear(model.config.vision_config.hidden_size, targets.shape[1])
+    head = torch.nn.Linear(model.config.vision_config.hidden_size, labels.shape[2] * labels.shape[3])
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     parameters = [*tower.parameters(), *head.parameters()]
@@ -187,8 +186,8 @@ def pretrain_tower(model: torch.nn.Module, examples: list[Example], encoded: lis
     history = []
     for step in range(recipe.tower_steps):
         rows = order.randint(len(pixels), size=recipe.tower_batch_size)
-        patch_logits = head(tower(pixels[rows]).last_hidden_state)  # (batch, patches, labels)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(torch.logsumexp(patch_logits, dim=1), targets[rows])
+        logits = head(tower(pixels[rows]).last_hidden_state).unflatten(-1, labels.shape[2:])
+        loss = -(labels[rows] * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()  # soft-target cross-entropy
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -198,12 +197,70 @@ def pretrain_tower(model: torch.nn.Module, examples: list[Example], encoded: lis
     return history
 
 
+def align_projector(model: torch.nn.Module, tokenizer: Any, labels: torch.Tensor, encoded: list[Encoded],
+                    recipe: TrainingRecipe, order: np.random.RandomState, log: Any) -> list[dict[str, Any]]:
+    """Warm the projector up (tower and LM frozen): each base-view patch token regresses onto the language model's
+    input embeddings of what the patch shows, pixel-fraction weighted: " background", or half the shape word and
+    half the colour word. Image tokens so start as word-like vectors at the text's scale, which the language model
+    (pretrained on described scenes) can already compare with the question, instead of vectors a hundred times
+    larger that its layers barely change (which flattened the logit lens across layers)."""
+    inner = model.model
+    embeddings = inner.language_model.get_input_embeddings().weight.detach()
+    word = [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(f" {w}"))[0]
+            for w in ("background", *CATEGORIES, *COLOURS)]
+    weights = torch.cat([labels[:, :, 0, :1], labels[:, :, 0, 1:] / 2, labels[:, :, 1, 1:] / 2], dim=-1)
+    targets = weights @ embeddings[word]  # (examples, patches, hidden)
+    scale = embeddings.pow(2).sum(dim=-1).mean()
+    with torch.no_grad():
+        pixels = torch.stack([item.pixel_values[0] for item in encoded])
+        features = torch.cat([inner.vision_tower(pixels[i:i + 256]).last_hidden_state for i in range(0, len(pixels), 256)])
+    parameters = trainable_parameters(model, "projector")
+    optimiser = torch.optim.AdamW(parameters, lr=recipe.projector_learning_rate, weight_decay=0.0)
+    history = []
+    for step in range(recipe.align_steps):
+        rows = order.randint(len(features), size=recipe.tower_batch_size)
+        loss = (inner.multi_modal_projector(features[rows]) - targets[rows]).pow(2).sum(dim=-1).mean() / scale
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if step % 50 == 0 or step == recipe.align_steps - 1:
+            history.append({"step": step + 1, "stage": "align", "loss": round(loss.item(), 4)})
+            log(f"align step {step + 1:4d}: loss {loss.item():.3f}")
+    return history
+
+
 def new_model(tokenizer: Any, seed: int) -> torch.nn.Module:
     from transformers import AutoModelForImageTextToText
 
     torch.manual_seed(seed)
     config = toy_model.build_config(tokenizer)
     return AutoModelForImageTextToText.from_config(config).float()
+
+
+def next_token_stage(model: torch.nn.Module, stage: str, n_steps: int, items: list[Encoded], batch_size: int,
+                     learning_rate: float, order: np.random.RandomState, pad_id: int, log: Any) -> list[dict[str, Any]]:
+    """`n_steps` of `answer_loss` on batches drawn from `items`, training what `stage` names (AdamW, linear
+    warm-up over a tenth of the steps, then cosine decay; gradients clipped at norm 1)."""
+    parameters = trainable_parameters(model, stage)
+    optimiser = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
+    warmup = max(1, n_steps // 10)
+    schedule = torch.optim.lr_scheduler.SequentialLR(optimiser, [
+        torch.optim.lr_scheduler.LinearLR(optimiser, start_factor=0.1, total_iters=warmup),
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, n_steps - warmup)),
+    ], milestones=[warmup])
+    history = []
+    for step in range(n_steps):
+        batch = collate([items[i] for i in order.randint(len(items), size=batch_size)], pad_id)
+        loss = answer_loss(model, batch)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimiser.step()
+        schedule.step()
+        if step % 20 == 0 or step == n_steps - 1:
+            history.append({"step": step + 1, "stage": stage, "loss": round(loss.item(), 4)})
+            log(f"{stage} step {step + 1:4d}: loss {loss.item():.3f}")
+    return history
 
 
 def train(recipe: TrainingRecipe, log: Any = print) -> tuple[torch.nn.Module, Any, list[dict[str, Any]]]:
@@ -226,34 +283,18 @@ def _train(recipe: TrainingRecipe, log: Any) -> tuple[torch.nn.Module, Any, list
     encoded = [encode(processor, example) for example in train_examples]
     order = np.random.RandomState(recipe.seed)
     model.train()
-    history = pretrain_tower(model, train_examples, encoded, recipe, order, log)
+    labels = base_view_labels(train_examples)
+    history = pretrain_tower(model, labels, encoded, recipe, order, log)
     described = [encode_described(processor, e) for e in train_examples if e.task != "bbox"]
-    stages = [("language", recipe.language_steps, described, recipe.language_batch_size)]
+    history += next_token_stage(model, "language", recipe.language_steps, described, recipe.language_batch_size,
+                                recipe.language_learning_rate, order, tokenizer.pad_token_id, log)
+    history += align_projector(model, tokenizer, labels, encoded, recipe, order, log)
     # described scenes stay in the mix (a quarter), so the language model keeps what it learnt from text
     rehearsed = encoded + described[: len(encoded) // 3]
-    stages += [(stage, n, rehearsed, recipe.batch_size) for stage, n in recipe.stages()]
-    step = 0
-    for stage, n_steps, items, batch_size in stages:
-        parameters = trainable_parameters(model, stage)
+    for stage, n_steps in recipe.stages():
         learning_rate = recipe.projector_learning_rate if stage == "projector" else recipe.learning_rate
-        optimiser = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
-        warmup = max(1, n_steps // 10)
-        schedule = torch.optim.lr_scheduler.SequentialLR(optimiser, [
-            torch.optim.lr_scheduler.LinearLR(optimiser, start_factor=0.1, total_iters=warmup),
-            torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, n_steps - warmup)),
-        ], milestones=[warmup])
-        for stage_step in range(n_steps):
-            batch = collate([items[i] for i in order.randint(len(items), size=batch_size)], tokenizer.pad_token_id)
-            loss = answer_loss(model, batch)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimiser.step()
-            schedule.step()
-            step += 1
-            if stage_step % 20 == 0 or stage_step == n_steps - 1:
-                history.append({"step": step, "stage": stage, "loss": round(loss.item(), 4)})
-                log(f"step {step:4d} ({stage}): loss {loss.item():.3f}")
+        history += next_token_stage(model, stage, n_steps, rehearsed, recipe.batch_size, learning_rate, order,
+                                    tokenizer.pad_token_id, log)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model.eval(), processor, history

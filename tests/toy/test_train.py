@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import torch
 
 from capture.datasets.synthetic_coco import CATEGORIES, COLOURS
 from toy import model as toy_model
-from toy.scenes import corpus, make_examples
+from toy.scenes import Example, corpus, make_examples, patch_labels
 from toy.train import IGNORE, TrainingRecipe, encode, encode_described, train, trainable_parameters
 
 SHORT = replace(TrainingRecipe(), n_train_scenes=24, n_held_out_scenes=6, batch_size=4, tower_steps=3,
-                tower_batch_size=4, language_steps=2, language_batch_size=4, projector_steps=2, steps=2)
+                tower_batch_size=4, language_steps=2, language_batch_size=4, align_steps=2, projector_steps=2, steps=2)
 
 
 def test_examples_are_deterministic_and_balanced() -> None:
@@ -62,3 +63,18 @@ def test_training_is_deterministic() -> None:
     assert [h["stage"] for h in history].count("all") >= 1
     for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_patch_labels_are_the_pixel_shares_of_each_shape_and_colour() -> None:
+    from PIL import Image
+
+    from capture.datasets.synthetic_coco import SceneObject
+
+    square = SceneObject("square", "blue", [(0, 0), (63, 0), (63, 63), (0, 63)])  # pixels 0..63: a 4x4 block
+    example = Example("bbox", Image.new("RGB", (256, 128)), (square,), "", "square")
+    labels = patch_labels(example, tile_px=128, patch_px=16)  # the base view squashes 256 x 128 to 128 x 128
+    assert labels.shape == (64, 2, 5)
+    grid = labels.reshape(8, 8, 2, 5)
+    assert np.all(grid[:4, :2, 0, 2] == 1.0) and np.all(grid[:4, :2, 1, 3] == 1.0)  # square, blue
+    assert np.all(grid[4:, :, :, 0] == 1.0) and np.all(grid[:, 3:, :, 0] == 1.0)  # background
+    assert np.allclose(labels.sum(axis=2), 1.0)
