@@ -89,12 +89,9 @@ def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: st
         tolerance = alpha * max(x2 - x1, y2 - y1)
         if correct is None:
             correct = np.zeros(src_vectors.shape[:2], np.int64)
-        for li in range(src_vectors.shape[0]):
-            for hi in range(src_vectors.shape[1]):
-                _, nearest = neighbours.search(src_vectors.values[li, hi, rows], tgt_vectors.values[li, hi], 1,
-                                               metric, device)
-                predicted = tgt.centres[nearest[:, 0]] * np.array([width, height])
-                correct[li, hi] += int((np.linalg.norm(predicted - gt, axis=1) <= tolerance).sum())
+        nearest = _nearest_per_unit(src_vectors, tgt_vectors, rows, metric, device)
+        predicted = tgt.centres[nearest] * np.array([width, height])  # (layer, kv_head, rows, 2)
+        correct += (np.linalg.norm(predicted - gt, axis=-1) <= tolerance).sum(axis=-1)
         used += len(rows)
     if correct is None or used == 0:
         raise ValueError("no usable keypoints: pairs need visible keypoints inside image tokens")
@@ -124,11 +121,7 @@ def object_match_rate(ds: xr.Dataset, pairs: list[KeypointPair], array: str = "v
             continue
         if hits is None:
             hits = np.zeros(src_vectors.shape[:2], np.int64)
-        for li in range(src_vectors.shape[0]):
-            for hi in range(src_vectors.shape[1]):
-                _, nearest = neighbours.search(src_vectors.values[li, hi, rows], tgt_vectors.values[li, hi], 1,
-                                               metric, device)
-                hits[li, hi] += int(in_target[nearest[:, 0]].sum())
+        hits += in_target[_nearest_per_unit(src_vectors, tgt_vectors, rows, metric, device)].sum(axis=-1)
         n_source += len(rows)
         chance += len(rows) * float(in_target.mean())
     if hits is None:
@@ -136,6 +129,17 @@ def object_match_rate(ds: xr.Dataset, pairs: list[KeypointPair], array: str = "v
     return xr.Dataset({"match_rate": (("layer", "kv_head"), hits / n_source), "n_matched": (("layer", "kv_head"), hits)},
                       coords=coords, attrs={"chance": chance / n_source, "n_source_tokens": n_source,
                                             "n_pairs": len(boxed), "array": array, "metric": metric})
+
+
+def _nearest_per_unit(src_vectors: xr.DataArray, tgt_vectors: xr.DataArray, rows: np.ndarray, metric: str,
+                      device: str) -> np.ndarray:
+    """(layer, kv_head, len(rows)): for each unit, the target token nearest to each source token `rows`."""
+    nearest = np.zeros((*src_vectors.shape[:2], len(rows)), np.int64)
+    for li in range(src_vectors.shape[0]):
+        for hi in range(src_vectors.shape[1]):
+            nearest[li, hi] = neighbours.search(src_vectors.values[li, hi, rows], tgt_vectors.values[li, hi], 1,
+                                                metric, device)[1][:, 0]
+    return nearest
 
 
 def _inside(centres: np.ndarray, box: tuple[float, float, float, float], image_size: tuple[int, int]) -> np.ndarray:

@@ -170,34 +170,44 @@ def base_view_labels(examples: list[Example]) -> torch.Tensor:
                         for e in examples])
 
 
-def pretrain_tower(model: torch.nn.Module, labels: torch.Tensor, encoded: list[Encoded], recipe: TrainingRecipe,
+def fit(stage: str, parameters: list[torch.nn.Parameter], learning_rate: float, n_steps: int, n_items: int,
+        batch_size: int, batch_loss: Any, order: np.random.RandomState, log: Any, every: int) -> list[dict[str, Any]]:
+    """`n_steps` of AdamW (no weight decay, constant rate) on `batch_loss(rows)`, rows drawn from `n_items`;
+    the loss is logged every `every` steps and at the last."""
+    optimiser = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
+    history = []
+    for step in range(n_steps):
+        loss = batch_loss(order.randint(n_items, size=batch_size))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if step % every == 0 or step == n_steps - 1:
+            history.append({"step": step + 1, "stage": stage, "loss": round(loss.item(), 4)})
+            log(f"{stage} step {step + 1:4d}: loss {loss.item():.3f}")
+    return history
+
+
+def pretrain_tower(model: torch.nn.Module, labels: torch.Tensor, pixels: torch.Tensor, recipe: TrainingRecipe,
                    order: np.random.RandomState, log: Any) -> list[dict[str, Any]]:
-    """Train the vision tower on the base view to tell, at every patch, the shape and the colour it shows
-    (`labels`: `base_view_labels`), through a temporary linear head that is dropped."""
+    """Train the vision tower on the base views `pixels` (examples, 3, px, px) to tell, at every patch, the shape
+    and the colour it shows (`labels`: `base_view_labels`), through a temporary linear head that is dropped."""
     tower = model.model.vision_tower
-    pixels = torch.stack([item.pixel_values[0] for item in encoded])
     head = torch.nn.Linear(model.config.vision_config.hidden_size, labels.shape[2] * labels.shape[3])
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     parameters = [*tower.parameters(), *head.parameters()]
     for parameter in parameters:
         parameter.requires_grad_(True)
-    optimiser = torch.optim.AdamW(parameters, lr=recipe.tower_learning_rate, weight_decay=0.0)
-    history = []
-    for step in range(recipe.tower_steps):
-        rows = order.randint(len(pixels), size=recipe.tower_batch_size)
+
+    def batch_loss(rows: np.ndarray) -> torch.Tensor:
         logits = head(tower(pixels[rows]).last_hidden_state).unflatten(-1, labels.shape[2:])
-        loss = -(labels[rows] * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()  # soft-target cross-entropy
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        if step % 200 == 0 or step == recipe.tower_steps - 1:
-            history.append({"step": step + 1, "stage": "tower", "loss": round(loss.item(), 4)})
-            log(f"tower step {step + 1:4d}: loss {loss.item():.3f}")
-    return history
+        return -(labels[rows] * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()  # soft-target cross-entropy
+
+    return fit("tower", parameters, recipe.tower_learning_rate, recipe.tower_steps, len(pixels),
+               recipe.tower_batch_size, batch_loss, order, log, every=200)
 
 
-def align_projector(model: torch.nn.Module, tokenizer: Any, labels: torch.Tensor, encoded: list[Encoded],
+def align_projector(model: torch.nn.Module, tokenizer: Any, labels: torch.Tensor, pixels: torch.Tensor,
                     recipe: TrainingRecipe, order: np.random.RandomState, log: Any) -> list[dict[str, Any]]:
     """Warm the projector up (tower and LM frozen): each base-view patch token regresses onto the language model's
     input embeddings of what the patch shows, pixel-fraction weighted: " background", or half the shape word and
@@ -212,21 +222,13 @@ def align_projector(model: torch.nn.Module, tokenizer: Any, labels: torch.Tensor
     targets = weights @ embeddings[word]  # (examples, patches, hidden)
     scale = embeddings.pow(2).sum(dim=-1).mean()
     with torch.no_grad():
-        pixels = torch.stack([item.pixel_values[0] for item in encoded])
         features = torch.cat([inner.vision_tower(pixels[i:i + 256]).last_hidden_state for i in range(0, len(pixels), 256)])
-    parameters = trainable_parameters(model, "projector")
-    optimiser = torch.optim.AdamW(parameters, lr=recipe.projector_learning_rate, weight_decay=0.0)
-    history = []
-    for step in range(recipe.align_steps):
-        rows = order.randint(len(features), size=recipe.tower_batch_size)
-        loss = (inner.multi_modal_projector(features[rows]) - targets[rows]).pow(2).sum(dim=-1).mean() / scale
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        if step % 50 == 0 or step == recipe.align_steps - 1:
-            history.append({"step": step + 1, "stage": "align", "loss": round(loss.item(), 4)})
-            log(f"align step {step + 1:4d}: loss {loss.item():.3f}")
-    return history
+
+    def batch_loss(rows: np.ndarray) -> torch.Tensor:
+        return (inner.multi_modal_projector(features[rows]) - targets[rows]).pow(2).sum(dim=-1).mean() / scale
+
+    return fit("align", trainable_parameters(model, "projector"), recipe.projector_learning_rate, recipe.align_steps,
+               len(features), recipe.tower_batch_size, batch_loss, order, log, every=50)
 
 
 def new_model(tokenizer: Any, seed: int) -> torch.nn.Module:
@@ -284,11 +286,12 @@ def _train(recipe: TrainingRecipe, log: Any) -> tuple[torch.nn.Module, Any, list
     order = np.random.RandomState(recipe.seed)
     model.train()
     labels = base_view_labels(train_examples)
-    history = pretrain_tower(model, labels, encoded, recipe, order, log)
+    base_views = torch.stack([item.pixel_values[0] for item in encoded])  # (examples, 3, px, px)
+    history = pretrain_tower(model, labels, base_views, recipe, order, log)
     described = [encode_described(processor, e) for e in train_examples if e.task != "bbox"]
     history += next_token_stage(model, "language", recipe.language_steps, described, recipe.language_batch_size,
                                 recipe.language_learning_rate, order, tokenizer.pad_token_id, log)
-    history += align_projector(model, tokenizer, labels, encoded, recipe, order, log)
+    history += align_projector(model, tokenizer, labels, base_views, recipe, order, log)
     # described scenes stay in the mix (a quarter), so the language model keeps what it learnt from text
     rehearsed = encoded + described[: len(encoded) // 3]
     for stage, n_steps in recipe.stages():
