@@ -1,7 +1,13 @@
-"""Dataset adapters: each turns `--dataset/--data-root/--split/--limit` into an ordered list of records."""
+"""Dataset readers, found through one registry: `--dataset NAME` opens `DATASETS[NAME]`.
+
+A reader turns `--data-root/--split/--limit` into an ordered list of records whose annotations follow
+`store.annotation`. To add a data set, write a module with an `open_*` function and register it below.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from capture.datasets.base import Dataset, ImageLoadError, Record, load_image
@@ -13,27 +19,42 @@ from capture.datasets.synthetic_coco import open_synthetic_coco
 from capture.datasets.synthetic_correspondence import open_synthetic_correspondence
 from capture.errors import CaptureError
 
-DATASETS = ("coco", "folder", "manifest", "synthetic-coco", "synthetic-correspondence")
+
+@dataclass(frozen=True)
+class DatasetReader:
+    """How to open one data set: `open(root, split, limit)`; `needs_root`: refused without --data-root."""
+
+    name: str
+    open: Callable[[Path | None, str | None, int | None], Dataset]
+    needs_root: bool
+    description: str
+
+
+DATASETS: dict[str, DatasetReader] = {reader.name: reader for reader in (
+    DatasetReader("coco", lambda root, split, limit: open_coco(root, split or "val2017", limit), True,
+                  "COCO layout: annotations/{instances,captions}_<split>.json and <split>/ under --data-root"),
+    DatasetReader("folder", lambda root, split, limit: open_folder(root, limit), True,
+                  "every image file under --data-root"),
+    DatasetReader("manifest", lambda root, split, limit: open_manifest(root, limit), True,
+                  "a JSONL manifest (--data-root FILE.jsonl or a folder holding manifest.jsonl)"),
+    DatasetReader("synthetic-coco", open_synthetic_coco, False,
+                  "generated COCO-format shapes (generated into the cache, or into --data-root)"),
+    DatasetReader("synthetic-correspondence", lambda root, split, limit: open_synthetic_correspondence(root, limit),
+                  False, "generated keypoint pairs, choice trials and videos with masks"),
+)}
 
 
 def open_dataset(name: str, data_root: Path | None, split: str | None, limit: int | None) -> Dataset:
     """The records of dataset `name`; CaptureError for unknown names or missing roots."""
     if limit is not None and limit < 1:
         raise CaptureError(f"--limit must be at least 1, got {limit}")
-    if name == "synthetic-coco":
-        return open_synthetic_coco(data_root, split, limit)
-    if name == "synthetic-correspondence":
-        return open_synthetic_correspondence(data_root, limit)
-    if data_root is None:
+    if name not in DATASETS:
+        raise CaptureError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
+    reader = DATASETS[name]
+    if reader.needs_root and data_root is None:
         raise CaptureError(f"--dataset {name} needs --data-root")
-    if name == "coco":
-        return open_coco(data_root, split or "val2017", limit)
-    if name == "folder":
-        return open_folder(data_root, limit)
-    if name == "manifest":
-        return open_manifest(data_root, limit)
-    raise CaptureError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
+    return reader.open(data_root, split, limit)
 
 
-__all__ = ["DATASETS", "SAMPLE_UNITS", "Dataset", "ImageLoadError", "Record", "expand_samples", "load_image", "open_dataset",
-           "record_fields"]
+__all__ = ["DATASETS", "SAMPLE_UNITS", "Dataset", "DatasetReader", "ImageLoadError", "Record", "expand_samples",
+           "load_image", "open_dataset", "record_fields"]
