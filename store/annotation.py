@@ -18,6 +18,8 @@ the original image file, x to the right, y down):
     video, frame   str, int         the video a single-frame record belongs to, and its index in it
     answer         str | int        the expected answer: a VQA answer string, or for choice trials the 1-based
                                     index in `images` of the candidate that matches image 0
+    choices        [str]            the options of a multiple-choice question, in order
+    question_id    str | int        the data set's own id of a question
     next_token_id  int              with `--visual-prefix`: the token the model should predict next (the label)
 
 Objects carry `id`, `label`, `box` ([x1, y1, x2, y2] pixel corners), and may carry `iscrowd` and
@@ -45,6 +47,8 @@ MASKS = "masks"
 VIDEO = "video"
 FRAME = "frame"
 ANSWER = "answer"
+CHOICES = "choices"
+QUESTION_ID = "question_id"
 NEXT_TOKEN_ID = "next_token_id"
 
 # keys of one object

@@ -22,12 +22,14 @@ from capture.errors import CaptureError
 
 @dataclass(frozen=True)
 class DatasetReader:
-    """How to open one data set: `open(root, split, limit)`; `needs_root`: refused without --data-root."""
+    """How to open one data set: `open(root, split, limit)`, or `open(root, split, limit, subset)` for readers with
+    named subsets (`subset_help` says what `--subset` selects); `needs_root`: refused without --data-root."""
 
     name: str
-    open: Callable[[Path | None, str | None, int | None], Dataset]
+    open: Callable[..., Dataset]
     needs_root: bool
     description: str
+    subset_help: str | None = None
 
 
 DATASETS: dict[str, DatasetReader] = {reader.name: reader for reader in (
@@ -44,8 +46,9 @@ DATASETS: dict[str, DatasetReader] = {reader.name: reader for reader in (
 )}
 
 
-def open_dataset(name: str, data_root: Path | None, split: str | None, limit: int | None) -> Dataset:
-    """The records of dataset `name`; CaptureError for unknown names or missing roots."""
+def open_dataset(name: str, data_root: Path | None, split: str | None, limit: int | None,
+                 subset: str | None = None) -> Dataset:
+    """The records of dataset `name`; CaptureError for unknown names, missing roots or a subset the reader has not."""
     if limit is not None and limit < 1:
         raise CaptureError(f"--limit must be at least 1, got {limit}")
     if name not in DATASETS:
@@ -53,7 +56,11 @@ def open_dataset(name: str, data_root: Path | None, split: str | None, limit: in
     reader = DATASETS[name]
     if reader.needs_root and data_root is None:
         raise CaptureError(f"--dataset {name} needs --data-root")
-    return reader.open(data_root, split, limit)
+    if subset is None:
+        return reader.open(data_root, split, limit)
+    if reader.subset_help is None:
+        raise CaptureError(f"--dataset {name} has no subsets (--subset {subset!r})")
+    return reader.open(data_root, split, limit, subset)
 
 
 __all__ = ["DATASETS", "SAMPLE_UNITS", "Dataset", "DatasetReader", "ImageLoadError", "Record", "expand_samples",
