@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 from common import REPO, append_results, command_line, peak_rss_mb
-from synthetic_store import IMAGE_SIZE, PlantedStore, bench_plan, planted_layers, write_store
 
 from analyses import correspondence, variance
 from store import reader, schema
+from store.testing import IMAGE_SIZE, PlantedStore, planted_layers, synthetic_plan, write_synthetic_store
 
 TOKENS = 1524  # OneVision-0.5B at 384 x 384: 729 base tokens and the anyres grid
 FRACTIONS = (0.25, 0.5, 1.0)
@@ -126,16 +126,16 @@ def main(argv: list[str] | None = None) -> None:
         return child(args.run, args.store, args.samples)
 
     target = 0.3 * 2**30 if args.quick else (args.gib * 2**30 if args.gib else ram_bytes())
-    probe = bench_plan(4)
+    probe = synthetic_plan(4)
     planted = PlantedStore(probe, TOKENS)
     per_sample = planted.payload(0).nbytes / probe.batch_size
     n_samples = int(-(-target // (per_sample * 4 * probe.batch_size))) * 4 * probe.batch_size  # quarters of whole shards
-    plan = bench_plan(n_samples)
+    plan = synthetic_plan(n_samples)
     folder = args.keep or Path(tempfile.mkdtemp(dir=REPO))  # the repository's disk, like real stores
     path = folder / "out_of_core.zarr"
     try:
         started = time.perf_counter()
-        written = write_store(path, plan, TOKENS, planted=PlantedStore(plan, TOKENS))
+        written = write_synthetic_store(path, plan, TOKENS, planted=PlantedStore(plan, TOKENS))
         os.sync()
         write_seconds = time.perf_counter() - started
         on_disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

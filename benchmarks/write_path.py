@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 from common import REPO, append_results, command_line, peak_rss_mb
-from synthetic_store import ACTIVATIONS, bench_plan, payload, write_store
+
+from store.testing import ACTIVATIONS, noise_payload, synthetic_plan, write_synthetic_store
 
 TOKENS = 1524
 CODECS = {"none": ("none", None), "zstd-1": ("zstd", None), "zstd-1 + 4 mantissa bits": ("zstd", 4)}
@@ -53,14 +54,14 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(dir=REPO) as tmp:  # the repository's disk, like real stores
         for label, (compression, keep) in CODECS.items():
             path = Path(tmp) / "store.zarr"
-            plan = bench_plan(samples, compression=compression)
+            plan = synthetic_plan(samples, compression=compression)
             rng = np.random.default_rng(0)
-            payloads = [payload(plan, shard, TOKENS, rng, keep) for shard in range(plan.n_shards)]  # not timed
+            payloads = [noise_payload(plan, shard, TOKENS, rng, keep) for shard in range(plan.n_shards)]  # not timed
             store_seconds, raw_seconds = [], []
             for _ in range(repeats):  # interleaved, best of each: the disk's rate drifts between runs
                 shutil.rmtree(path, ignore_errors=True)
                 started = time.perf_counter()
-                nbytes = write_store(path, plan, TOKENS, payloads=payloads)
+                nbytes = write_synthetic_store(path, plan, TOKENS, payloads=payloads)
                 os.sync()  # to disk, as the raw write is
                 store_seconds.append(time.perf_counter() - started)
                 raw_seconds.append(raw_write_seconds(Path(tmp), nbytes))

@@ -1,4 +1,4 @@
-"""Forward hooks that record what a plain forward pass does not return.
+"""Forward hooks that record what a plain forward pass does not return (modules found through the family adapter).
 
 - the raw output of the last decoder layer (input of the final norm; `hidden_states[-1]` is after it)
 - FFN memory coefficients = input of `mlp.down_proj` = act_fn(gate_proj(x)) * up_proj(x)
@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
+from capture.families import FamilyAdapter
 
 
 @dataclass
@@ -28,11 +30,12 @@ class Recorded:
 
 
 class ActivationRecorder:
-    """Context manager that hooks `decoder` for `layers`; read `.recorded` after each forward."""
+    """Context manager that hooks `model`'s decoder for `layers`; read `.recorded` after each forward."""
 
-    def __init__(self, decoder: torch.nn.Module, layers: tuple[int, ...], ffn_topk: int, ffn_dense: bool,
-                 keys_prerope: bool, attention_last: bool = False):
-        self.decoder = decoder
+    def __init__(self, adapter: FamilyAdapter, model: torch.nn.Module, layers: tuple[int, ...], ffn_topk: int,
+                 ffn_dense: bool, keys_prerope: bool, attention_last: bool = False):
+        self.adapter = adapter
+        self.model = model
         self.layers = layers
         self.ffn_topk = ffn_topk
         self.ffn_dense = ffn_dense
@@ -45,17 +48,17 @@ class ActivationRecorder:
         self.recorded = Recorded()
 
     def __enter__(self) -> ActivationRecorder:
-        self._handles.append(self.decoder.norm.register_forward_pre_hook(self._on_final_norm))
+        adapter, model = self.adapter, self.model
+        self._handles.append(adapter.final_norm(model).register_forward_pre_hook(self._on_final_norm))
         for layer in self.layers:
-            block = self.decoder.layers[layer]
             if self.ffn_topk or self.ffn_dense:
-                self._handles.append(block.mlp.down_proj.register_forward_pre_hook(self._ffn_hook(layer)))
+                self._handles.append(adapter.down_proj(model, layer).register_forward_pre_hook(self._ffn_hook(layer)))
             if self.keys_prerope:
-                self._handles.append(block.self_attn.k_proj.register_forward_hook(self._k_proj_hook(layer)))
+                self._handles.append(adapter.k_proj(model, layer).register_forward_hook(self._k_proj_hook(layer)))
             if self.attention_last:
-                self._handles.append(block.self_attn.q_proj.register_forward_hook(self._q_proj_hook(layer)))
+                self._handles.append(adapter.q_proj(model, layer).register_forward_hook(self._q_proj_hook(layer)))
         if self.attention_last:
-            self._handles.append(self.decoder.rotary_emb.register_forward_hook(self._on_rotary))
+            self._handles.append(adapter.rotary(model).register_forward_hook(self._on_rotary))
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,10 +12,15 @@ import torch
 
 from capture.errors import CaptureError
 from capture.families import FamilyAdapter, adapter_for_config
+from capture.paths import models_dir
 from capture.registry import ModelRef, parse_model_name
 from capture.tiny_models import TINY_BUILD_VERSION, ensure_tiny_model
 
+# What `python -m toy train` writes beside a trained toy model: its version, recipe and held-out accuracy.
+TOY_BUILD_FILE = "toy_build.json"
+
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+LOGICAL_DTYPES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}  # store dtype names
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
 
 
@@ -28,16 +34,27 @@ class ResolvedModel:
 
 
 @dataclass
-class LoadedModel:
-    """Config, adapter and processor of a resolved model; `model` is None until `load_weights()`."""
+class ModelFrontEnd:
+    """What turns a prompt and images into model inputs and a token table: config, processor, family adapter."""
 
-    resolved: ResolvedModel
     config: Any
     processor: Any
     adapter: FamilyAdapter
+
+
+@dataclass
+class LoadedModel(ModelFrontEnd):
+    """The front end of a resolved model and where it runs; `model` is None until `load_weights()`."""
+
+    resolved: ResolvedModel
     dtype: torch.dtype
     device: torch.device
     model: Any = None
+
+    @property
+    def logical_dtype(self) -> str:
+        """The compute dtype's name in the store ("bfloat16", "float16", "float32")."""
+        return LOGICAL_DTYPES[self.dtype]
 
     def load_weights(self) -> LoadedModel:
         """Load the weights offline onto `device` in `dtype` (the slow part, done after all checks)."""
@@ -66,17 +83,25 @@ def resolve_model(name: str, revision: str | None = None) -> ResolvedModel:
         local_dir = ensure_tiny_model(ref.name, ref.tiny_family)
         return ResolvedModel(ref, local_dir, f"tiny-build-v{TINY_BUILD_VERSION}")
     if ref.kind == "toy":
-        from toy.model import TOY_VERSION, ensure_toy_model
-
         if revision:
             raise CaptureError(f"--revision does not apply to the locally trained toy model {name!r}")
-        return ResolvedModel(ref, ensure_toy_model(ref.name), f"toy-build-v{TOY_VERSION}")
+        return _resolve_toy(ref)
     if ref.kind == "local":
         if revision:
             raise CaptureError(f"--revision applies to hub models, not to the local directory {ref.local_dir}")
         _require_weights(ref.local_dir, f"local directory {ref.local_dir}")
         return ResolvedModel(ref, ref.local_dir, "local")
     return _resolve_from_hf_cache(ref, revision or "main")
+
+
+def _resolve_toy(ref: ModelRef) -> ResolvedModel:
+    """A toy model trained by `python -m toy train` into the cache (capture never trains one itself)."""
+    local_dir = models_dir() / ref.name
+    build = local_dir / TOY_BUILD_FILE
+    if not build.is_file():
+        raise CaptureError(f"the toy model {ref.name!r} is not trained yet ({build} not found): run "
+                           "`python -m toy train` first (a few minutes on 2 cores)")
+    return ResolvedModel(ref, local_dir, f"toy-build-v{json.loads(build.read_text())['version']}")
 
 
 def _resolve_from_hf_cache(ref: ModelRef, revision: str) -> ResolvedModel:
@@ -125,7 +150,8 @@ def open_model(resolved: ResolvedModel, dtype: str = "auto", device: str = "auto
         raise CaptureError(f"unknown --dtype {dtype!r} (auto, {', '.join(DTYPES)})")
     torch_dtype = DTYPES[dtype] if dtype != "auto" else _checkpoint_dtype(config, adapter)
     processor = adapter.load_processor(resolved.local_dir)
-    return LoadedModel(resolved, config, processor, adapter, torch_dtype, pick_device(device))
+    return LoadedModel(config=config, processor=processor, adapter=adapter, resolved=resolved, dtype=torch_dtype,
+                       device=pick_device(device))
 
 
 def _checkpoint_dtype(config: Any, adapter: FamilyAdapter) -> torch.dtype:

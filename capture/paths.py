@@ -16,6 +16,11 @@ def cache_home() -> Path:
     return Path(override) if override else Path.home() / ".cache" / "vlm-activation-cache"
 
 
+def models_dir() -> Path:
+    """Where tiny, toy and assembled models are built: `<cache home>/models/<name>`."""
+    return cache_home() / "models"
+
+
 @contextmanager
 def staged_directory(target: Path) -> Iterator[Path]:
     """A fresh sibling folder of `target` to build into; when the block succeeds it replaces `target` whole,

@@ -23,6 +23,7 @@ from capture.errors import CaptureError
 CHAT = "chat"
 BBOX = "bbox"
 DEFAULT_PROMPT = "Describe the image."
+POLL_QUESTION = "Is there a {object} in the image? Answer yes or no."  # POPE's wording
 PROMPT_SETS = ("normal", "noisy", "empty")
 # Caption instructions, as statements and as questions (sample i uses entry i mod 5).
 NORMAL_PROMPTS = (

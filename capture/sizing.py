@@ -16,9 +16,12 @@ import numpy as np
 from PIL import Image
 
 from capture.errors import CaptureError
-from capture.families import adapter_for_config
+from capture.families import ADAPTERS, adapter_for_config
+from capture.loading import ModelFrontEnd
 from capture.registry import ALIASES, TINY_MODELS, TOY_MODELS
+from capture.samples import prepare_sample
 from capture.selection import streams_for
+from store import schema
 from store.layout import StorePlan
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -47,25 +50,23 @@ class SampleSize:
         return self.bytes_hidden + self.bytes_keys_values + self.bytes_ffn_topk + self.bytes_token_table
 
 
-def model_config(name: str) -> tuple[Any, Any, str]:
-    """(config, processor, source) of `name` without loading weights."""
+def model_front_end(name: str) -> tuple[ModelFrontEnd, str]:
+    """The front end (config, processor, adapter) of `name` without loading weights, and where its config came from."""
     if name in TINY_MODELS or name in TOY_MODELS:
         from capture.loading import open_model, resolve_model
 
         loaded = open_model(resolve_model(name), "auto", "cpu")
-        return loaded.config, loaded.processor, "tiny build" if name in TINY_MODELS else "toy build"
+        return loaded, "tiny build" if name in TINY_MODELS else "toy build"
     if name not in ALIASES:
         raise CaptureError(f"sizing knows the registered models only ({', '.join([*ALIASES, *TINY_MODELS, *TOY_MODELS])})")
     config, source = _cached_config(ALIASES[name].hub_id)
     if config is None:
-        from capture.reference_configs import reference_config
-
-        config, source = reference_config(name), "reference config"
+        config, source = ADAPTERS[ALIASES[name].family].reference_config(name), "reference config"
     adapter = adapter_for_config(config)
     processor = adapter.build_processor(adapter.tiny_tokenizer(), config)
     # the stand-in tokenizer numbers its image token differently from the released vocabulary
     config.image_token_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
-    return config, processor, source
+    return ModelFrontEnd(config, processor, adapter), source
 
 
 def _cached_config(hub_id: str) -> tuple[Any, str]:
@@ -83,30 +84,28 @@ def _cached_config(hub_id: str) -> tuple[Any, str]:
 
 def sample_size(name: str, height: int, width: int, dtype: str = "bfloat16", ffn_topk: int = 16) -> SampleSize:
     """Tokens and bytes of one `height` x `width` image sample of model `name`."""
-    config, processor, source = model_config(name)
-    adapter = adapter_for_config(config)
-    text = adapter.text_config(config)
+    model, source = model_front_end(name)
+    text = model.adapter.text_config(model.config)
     image = Image.new("RGB", (width, height), (127, 127, 127))
-    inputs = adapter.processor_inputs(processor, adapter.image_placeholder(processor), [image])
-    table = adapter.token_table(processor, config, inputs, [(height, width)])  # raises if layout and processor disagree
-    n_image = int((table.fields["image_index"] >= 0).sum())
+    # raises if the layout and the processor disagree
+    prepared = prepare_sample(model, model.adapter.image_placeholder(model.processor), [image])
+    n_image = int((prepared.table.fields[schema.IMAGE_INDEX] >= 0).sum())
     n_layers = text.num_hidden_layers
     layers = tuple(range(n_layers))
-    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    head_dim = model.adapter.head_dim(model.config)
     plan = StorePlan(
         n_samples=1, batch_size=1, max_images=1, layers=layers, streams=streams_for(layers, n_layers),
         n_kv_heads=text.num_key_value_heads, head_dim=head_dim, d_model=text.hidden_size,
         ffn_units=text.intermediate_size, ffn_topk=ffn_topk, compute_dtype=dtype, keys_prerope=False, ffn_dense=True,
     )
     sizes = {spec.name: _bytes(spec) for spec in plan.arrays(n_token_slots=n_image) if spec.has_token_axis}
-    activations = ("hidden", "keys", "values", "ffn_topk_index", "ffn_topk_value", "ffn_dense")
     return SampleSize(
         model=name, config_source=source, image_tokens=n_image, layers=n_layers, kv_heads=text.num_key_value_heads,
         head_dim=head_dim, d_model=text.hidden_size, ffn_units=text.intermediate_size,
-        bytes_hidden=sizes["hidden"], bytes_keys_values=sizes["keys"] + sizes["values"],
-        bytes_ffn_topk=sizes["ffn_topk_index"] + sizes["ffn_topk_value"],
-        bytes_token_table=sum(v for k, v in sizes.items() if k not in activations),
-        bytes_ffn_dense=sizes["ffn_dense"],
+        bytes_hidden=sizes[schema.HIDDEN], bytes_keys_values=sizes[schema.KEYS] + sizes[schema.VALUES],
+        bytes_ffn_topk=sizes[schema.FFN_TOPK_INDEX] + sizes[schema.FFN_TOPK_VALUE],
+        bytes_token_table=sum(v for k, v in sizes.items() if k not in schema.ACTIVATION_DIMS),
+        bytes_ffn_dense=sizes[schema.FFN_DENSE],
     )
 
 

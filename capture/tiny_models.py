@@ -12,14 +12,14 @@ from pathlib import Path
 import torch
 
 from capture.families import ADAPTERS
-from capture.paths import cache_home, staged_directory
+from capture.paths import models_dir, staged_directory
 
 TINY_BUILD_VERSION = 1  # bump when a tiny config or tokenizer changes
 SEED = 0
 
 
 def tiny_model_dir(name: str) -> Path:
-    return cache_home() / "models" / name
+    return models_dir() / name
 
 
 def build_tiny_model(name: str, family: str, out_dir: Path) -> Path:

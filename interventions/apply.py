@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from capture.families.base import TokenTable
+from capture.families import FamilyAdapter
 from interventions import token_sets
 from interventions.spec import InterventionSpec
+from store.token_table import TokenTable
 
 
 @dataclass
@@ -95,16 +96,15 @@ def knockout_mask(base: torch.Tensor | None, blocked: list[Blocked], batch: int,
 
 
 @contextmanager
-def intervened(decoder: torch.nn.Module, plan: SamplePlan) -> Iterator[None]:
-    """Apply `plan` to every forward pass of `decoder` (the language model) inside the block (batch of one
-    sequence, or several identical ones)."""
+def intervened(adapter: FamilyAdapter, model: torch.nn.Module, plan: SamplePlan) -> Iterator[None]:
+    """Apply `plan` to every forward pass of `model` inside the block (batch of one sequence, or several identical
+    ones); modules are found through the family `adapter`."""
     handles = []
     if plan.kept is not None or plan.ablated:
-        handles.append(decoder.register_forward_pre_hook(_embedding_hook(plan), with_kwargs=True))
-    config = decoder.config
+        handles.append(adapter.decoder(model).register_forward_pre_hook(_embedding_hook(plan), with_kwargs=True))
+    config = adapter.text_config(model.config)
     for layer, blocked in plan.blocked.items():
-        attention = decoder.layers[layer].self_attn
-        handles.append(attention.register_forward_pre_hook(
+        handles.append(adapter.attention(model, layer).register_forward_pre_hook(
             _mask_hook(blocked, config.num_attention_heads, config.num_key_value_heads), with_kwargs=True))
     try:
         yield

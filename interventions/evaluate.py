@@ -10,47 +10,28 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from capture.datasets import Dataset, Record, load_image
-from capture.families.base import TokenTable
 from capture.loading import LoadedModel
-from capture.prompts import build_prompt
+from capture.prompts import DEFAULT_PROMPT, POLL_QUESTION, build_prompt
+from capture.samples import Prepared, prepare_sample
 from interventions import token_sets
 from interventions.apply import intervened, plan_sample
 from interventions.spec import InterventionSpec, Knockout
-from store.schema import TokenKind
 
-POLL_QUESTION = "Is there a {object} in the image? Answer yes or no."
-DESCRIBE = "Describe the image."
-
-
-@dataclass
-class Prepared:
-    """One model input: processor tensors, its token table, and what the token sets need."""
-
-    inputs: dict[str, torch.Tensor]
-    table: TokenTable
-    annotation: dict[str, Any]
-    image_sizes: list[tuple[int, int]]
-
-
-def prepare(loaded: LoadedModel, images: list, prompt: str, annotation: dict[str, Any]) -> Prepared:
-    inputs = loaded.adapter.processor_inputs(loaded.processor, prompt, images)
-    sizes = [(image.height, image.width) for image in images]
-    table = loaded.adapter.token_table(loaded.processor, loaded.config, inputs, sizes)
-    return Prepared(inputs, table, annotation, sizes)
+DESCRIBE = DEFAULT_PROMPT
 
 
 def forward_logits(loaded: LoadedModel, prepared: Prepared, spec: InterventionSpec,
                    means: dict | None = None, label: str | None = None, last: int = 1) -> torch.Tensor:
     """Logits (last, vocab) float32 of the final `last` positions with `spec` applied."""
     plan, _ = plan_sample(spec, prepared.table, prepared.annotation, prepared.image_sizes, means, label)
-    with torch.inference_mode(), intervened(loaded.adapter.decoder(loaded.model), plan):
+    with torch.inference_mode(), intervened(loaded.adapter, loaded.model, plan):
         output = loaded.model(**loaded.model_inputs(prepared.inputs), logits_to_keep=last)
     return output.logits[0].float()
 
@@ -114,7 +95,7 @@ def poll(loaded: LoadedModel, dataset: Dataset, conditions: dict[str, Interventi
         record = dataset.records[index]
         images = [load_image(path) for path in record.image_paths]
         prompt = build_prompt(loaded.processor, "chat", question.format(object=label), len(images))
-        prepared = prepare(loaded, images, prompt, record.annotation)
+        prepared = prepare_sample(loaded, prompt, images, record.annotation)
         for name, spec in conditions.items():
             logits = forward_logits(loaded, prepared, spec, means, label)[-1]
             rows.append({"condition": name, "sample_id": record.sample_id, "object": label, "present": present,
@@ -188,7 +169,7 @@ def caption_losses(loaded: LoadedModel, dataset: Dataset, keeps: list[int | None
             continue
         images = [load_image(path) for path in record.image_paths]
         prefix = build_prompt(loaded.processor, "chat", instruction, len(images))
-        prepared = prepare(loaded, images, prefix + captions[0], record.annotation)
+        prepared = prepare_sample(loaded, prefix + captions[0], images, record.annotation)
         # caption tokens as tokenised in context (a BPE merge may cross the boundary)
         n_caption = len(tokenizer(prefix + captions[0])["input_ids"]) - len(tokenizer(prefix)["input_ids"])
         n_image = len(token_sets.image_positions(prepared.table))
@@ -215,9 +196,9 @@ def vqa(loaded: LoadedModel, dataset: Dataset, conditions: dict[str, Interventio
     for record in records:
         images = [load_image(path) for path in record.image_paths]
         prompt = build_prompt(loaded.processor, "chat", record.text, len(images)) + answer_prefix
-        prepared = prepare(loaded, images, prompt, record.annotation)
+        prepared = prepare_sample(loaded, prompt, images, record.annotation)
         for token in shared:  # the answers' common start (e.g. a space token) is part of the prefix
-            prepared = _append_token(prepared, token)
+            prepared = prepared.with_token(token)
         for name, spec in conditions.items():
             logits = forward_logits(loaded, prepared, spec, means)[-1]
             chosen = choices[int(torch.argmax(logits[ids]))]
@@ -237,26 +218,8 @@ def generate(loaded: LoadedModel, prepared: Prepared, spec: InterventionSpec, ma
         if token == tokenizer.eos_token_id:
             break
         generated.append(token)
-        current = _append_token(current, token)
+        current = current.with_token(token)
     return generated
-
-
-def _append_token(prepared: Prepared, token: int) -> Prepared:
-    """`prepared` with one more text token at the end (input ids, masks and token table)."""
-    length = prepared.inputs["input_ids"].shape[1]
-    inputs = {}
-    for key, value in prepared.inputs.items():
-        if value.dim() == 2 and value.shape == (1, length):  # per-token inputs: ids, attention mask, type ids
-            fill = token if key == "input_ids" else (1 if key == "attention_mask" else 0)
-            value = torch.cat([value, torch.full((1, 1), fill, dtype=value.dtype)], dim=1)
-        inputs[key] = value
-    row = TokenTable.empty(1)
-    row.fields["kind"][:] = TokenKind.TEXT
-    row.fields["token_id"][:] = token
-    row.fields["position"][:] = length
-    table = TokenTable({k: np.concatenate([v, row.fields[k]]) for k, v in prepared.table.fields.items()},
-                       np.concatenate([prepared.table.box, row.box]))
-    return replace(prepared, inputs=inputs, table=table)
 
 
 def describe(loaded: LoadedModel, dataset: Dataset, conditions: dict[str, InterventionSpec],
@@ -270,7 +233,7 @@ def describe(loaded: LoadedModel, dataset: Dataset, conditions: dict[str, Interv
         if not present:
             continue
         images = [load_image(path) for path in record.image_paths]
-        prepared = prepare(loaded, images, build_prompt(loaded.processor, "chat", instruction, 1), record.annotation)
+        prepared = prepare_sample(loaded, build_prompt(loaded.processor, "chat", instruction, 1), images, record.annotation)
         for name, spec in conditions.items():
             text = loaded.processor.tokenizer.decode(generate(loaded, prepared, spec, max_new_tokens, means))
             named = {label for label in vocabulary if re.search(rf"\b{re.escape(label)}s?\b", text, re.IGNORECASE)}

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from capture.families.base import TokenTable
 from store.schema import TokenKind
+from store.token_table import TokenTable
 
 
 def image_positions(table: TokenTable) -> np.ndarray:

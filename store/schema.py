@@ -93,21 +93,37 @@ class ImagePart(enum.IntEnum):
     GRID = 1  # the high-resolution tile grid (letterbox padding removed)
 
 
-# Token table: name -> (numpy dtype, fill value). All have dims (sample, token).
+# Token table fields, all with dims (sample, token).
+TOKEN_ID = "token_id"
+POSITION = "position"  # index in the full input sequence
+KIND = "kind"  # TokenKind
+IMAGE_INDEX = "image_index"
+IMAGE_PART = "image_part"  # ImagePart
+TILE_ROW = "tile_row"  # tile of the high-resolution grid; -1 for the base view
+TILE_COL = "tile_col"
+PATCH_ROW = "patch_row"  # patch within its tile (nearest patch when downsampled)
+PATCH_COL = "patch_col"
+GRID_ROW = "grid_row"  # row/col in the image's packed token grid
+GRID_COL = "grid_col"
+DOWNSAMPLED = "downsampled"  # token mixes several patches (OneVision anyres_max)
+
+# Token table: name -> (numpy dtype, fill value).
 TOKEN_TABLE_FIELDS: dict[str, tuple[np.dtype, object]] = {
-    "token_id": (np.dtype("int32"), -1),
-    "position": (np.dtype("int32"), -1),  # index in the full input sequence
-    "kind": (np.dtype("int8"), int(TokenKind.PAD)),
-    "image_index": (np.dtype("int16"), -1),
-    "image_part": (np.dtype("int8"), int(ImagePart.NONE)),
-    "tile_row": (np.dtype("int16"), -1),  # tile of the high-resolution grid; -1 for the base view
-    "tile_col": (np.dtype("int16"), -1),
-    "patch_row": (np.dtype("int16"), -1),  # patch within its tile (nearest patch when downsampled)
-    "patch_col": (np.dtype("int16"), -1),
-    "grid_row": (np.dtype("int16"), -1),  # row/col in the image's packed token grid
-    "grid_col": (np.dtype("int16"), -1),
-    "downsampled": (np.dtype("bool"), False),  # token mixes several patches (OneVision anyres_max)
+    TOKEN_ID: (np.dtype("int32"), -1),
+    POSITION: (np.dtype("int32"), -1),
+    KIND: (np.dtype("int8"), int(TokenKind.PAD)),
+    IMAGE_INDEX: (np.dtype("int16"), -1),
+    IMAGE_PART: (np.dtype("int8"), int(ImagePart.NONE)),
+    TILE_ROW: (np.dtype("int16"), -1),
+    TILE_COL: (np.dtype("int16"), -1),
+    PATCH_ROW: (np.dtype("int16"), -1),
+    PATCH_COL: (np.dtype("int16"), -1),
+    GRID_ROW: (np.dtype("int16"), -1),
+    GRID_COL: (np.dtype("int16"), -1),
+    DOWNSAMPLED: (np.dtype("bool"), False),
 }
+# The fields an image layout sets (the others are filled from the input ids).
+IMAGE_LAYOUT_FIELDS = (KIND, IMAGE_PART, TILE_ROW, TILE_COL, PATCH_ROW, PATCH_COL, GRID_ROW, GRID_COL, DOWNSAMPLED)
 TOKEN_BOX = "token_box"  # (sample, token, box_coord): x0, y0, x1, y1 in [0, 1] of the original image
 FFN_DENSE_SELECTED = "ffn_dense_selected"  # (sample, token) bool: rows of ffn_dense that hold data
 
@@ -120,18 +136,30 @@ class SampleStatus(enum.IntEnum):
     SKIPPED = 2
 
 
+# Per-sample fields
+SAMPLE_ID = "sample_id"
+STATUS = "status"  # SampleStatus
+SKIP_REASON = "skip_reason"
+N_TOKENS = "n_tokens"  # stored tokens (valid prefix of the token axis)
+SEQ_LEN = "seq_len"  # full input sequence length
+PROMPT = "prompt"  # the exact text fed to the processor
+ANNOTATION = "annotation"  # JSON: the sample's annotation (see `store.annotation`)
+IMAGE_PATH = "image_path"
+IMAGE_HEIGHT = "image_height"
+IMAGE_WIDTH = "image_width"
+
 # Per-sample arrays: name -> (dims, numpy dtype or "str", fill value)
 SAMPLE_FIELDS: dict[str, tuple[tuple[str, ...], object, object]] = {
-    "sample_id": ((SAMPLE,), "str", ""),
-    "status": ((SAMPLE,), np.dtype("int8"), int(SampleStatus.PENDING)),
-    "skip_reason": ((SAMPLE,), "str", ""),
-    "n_tokens": ((SAMPLE,), np.dtype("int32"), 0),  # stored tokens (valid prefix of the token axis)
-    "seq_len": ((SAMPLE,), np.dtype("int32"), 0),  # full input sequence length
-    "prompt": ((SAMPLE,), "str", ""),  # the exact text fed to the processor
-    "annotation": ((SAMPLE,), "str", ""),  # JSON: dataset reference (image id, captions, ...)
-    "image_path": ((SAMPLE, IMAGE), "str", ""),
-    "image_height": ((SAMPLE, IMAGE), np.dtype("int32"), 0),
-    "image_width": ((SAMPLE, IMAGE), np.dtype("int32"), 0),
+    SAMPLE_ID: ((SAMPLE,), "str", ""),
+    STATUS: ((SAMPLE,), np.dtype("int8"), int(SampleStatus.PENDING)),
+    SKIP_REASON: ((SAMPLE,), "str", ""),
+    N_TOKENS: ((SAMPLE,), np.dtype("int32"), 0),
+    SEQ_LEN: ((SAMPLE,), np.dtype("int32"), 0),
+    PROMPT: ((SAMPLE,), "str", ""),
+    ANNOTATION: ((SAMPLE,), "str", ""),
+    IMAGE_PATH: ((SAMPLE, IMAGE), "str", ""),
+    IMAGE_HEIGHT: ((SAMPLE, IMAGE), np.dtype("int32"), 0),
+    IMAGE_WIDTH: ((SAMPLE, IMAGE), np.dtype("int32"), 0),
 }
 
 # lens/ group
@@ -139,7 +167,8 @@ LENS_GROUP = "lens"
 LENS_NORM_WEIGHT = "final_norm_weight"  # (d_model,)
 LENS_UNEMBEDDING = "unembedding"  # (vocab, d_model)
 LENS_UNEMBEDDING_BIAS = "unembedding_bias"  # (vocab,) when the head has one
-LENS_VOCABULARY = "vocabulary"  # (vocab,) str
+LENS_VOCABULARY = "vocabulary"  # (vocab,) str: each id decoded alone
+LENS_VOCABULARY_RAW = "vocabulary_raw"  # (vocab,) str: the tokenizer's own token strings (byte-level symbols)
 LENS_DOWN_PROJ = "down_proj_weight"  # (layer, d_model, ffn_unit)
 LENS_O_PROJ = "o_proj_weight"  # (layer, d_model, attn_dim), with attention rows
 
@@ -159,6 +188,17 @@ ATTR_IMAGE_PARTS = "image_parts"
 ATTR_SAMPLE_STATUSES = "sample_statuses"
 ATTR_NORM_EPS = "eps"
 ATTR_NORM_KIND = "norm_kind"
+ATTR_FINISHED = "finished"  # in capture_complete: when the store was finalised
+ATTR_TOKEN_SLOTS = "token_slots"  # in capture_complete: the token axis length of the finished store
+
+
+class TokenSet(enum.StrEnum):
+    """Token sets a capture stores (`--tokens`), recorded in the capture config."""
+
+    ALL = "all"
+    IMAGE = "image"  # image and image-newline tokens
+    TEXT = "text"  # text and special tokens
+    LAST = "last"  # the final position
 
 # Dtype rule: compute dtypes zarr cannot hold are stored as raw bits of the same width.
 LOGICAL_TO_STORAGE = {"bfloat16": np.dtype("uint16")}

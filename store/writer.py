@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,12 +29,32 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from store import location, schema, shard_io
+from store.config import differing_fields
 from store.layout import ArraySpec, StorePlan, token_slots_for
 from store.location import Location
 
 
 class StoreError(Exception):
     """A store that cannot be created, resumed or written (one clear line)."""
+
+
+@dataclass(frozen=True)
+class LensArray:
+    """One array of the `lens/` group: its dims, data (a numpy array, or a list of per-layer arrays written one at a
+    time to bound memory), logical dtype ("str" for strings) and attributes."""
+
+    dims: tuple[str, ...]
+    data: np.ndarray | list[np.ndarray]
+    logical_dtype: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LensPayload:
+    """What offline lens analyses need from the model: the `lens/` group's attributes and arrays."""
+
+    attrs: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, LensArray] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,7 +93,7 @@ def _create_array(group: zarr.Group, spec: ArraySpec) -> zarr.Array:
     )
 
 
-def create_store(path: Location, plan: StorePlan, attrs: dict[str, Any], lens: dict[str, Any]) -> zarr.Group:
+def create_store(path: Location, plan: StorePlan, attrs: dict[str, Any], lens: LensPayload) -> zarr.Group:
     """A new, empty store at `path` (a directory that must not exist, or a URL) with all arrays at their full
     token capacity, the lens group and, last, the progress records: their presence marks the store as created."""
     try:
@@ -99,20 +119,17 @@ def create_store(path: Location, plan: StorePlan, attrs: dict[str, Any], lens: d
     return root
 
 
-def _write_lens(group: zarr.Group, lens: dict[str, Any]) -> None:
-    """Write lens arrays: name -> (dims, data, logical dtype, attrs).
-
-    `data` is a numpy array, or a list of per-layer arrays (written one at a time to bound memory).
-    """
-    group.attrs.update(lens.get("attrs", {}))
-    for name, (dims, data, logical, attrs) in lens["arrays"].items():
+def _write_lens(group: zarr.Group, lens: LensPayload) -> None:
+    group.attrs.update(lens.attrs)
+    for name, entry in lens.arrays.items():
+        data, logical = entry.data, entry.logical_dtype
         parts = data if isinstance(data, list) else None
         shape = (len(parts), *parts[0].shape) if parts else data.shape
         # One layer per chunk for per-layer weights; otherwise blocks of up to 4096 along each axis.
         chunks = tuple(1 if (i == 0 and parts) else min(n, 4096) for i, n in enumerate(shape))
-        spec = ArraySpec(name, dims, shape, logical, chunks, None, "" if logical == "str" else 0)
+        spec = ArraySpec(name, entry.dims, shape, logical, chunks, None, "" if logical == "str" else 0)
         array = _create_array(group, spec)
-        array.attrs.update(attrs)
+        array.attrs.update(entry.attrs)
         if parts:
             for index, part in enumerate(parts):
                 array[index] = part
@@ -141,10 +158,8 @@ def is_created(root: zarr.Group) -> bool:
 
 
 def _check_config(path: Location, root: zarr.Group, attrs: dict[str, Any]) -> None:
-    stored = root.attrs.get(schema.ATTR_CAPTURE_CONFIG)
-    wanted = attrs[schema.ATTR_CAPTURE_CONFIG]
-    if stored != wanted:
-        differing = sorted(k for k in set(stored or {}) | set(wanted) if (stored or {}).get(k) != wanted.get(k))
+    differing = differing_fields(root.attrs.get(schema.ATTR_CAPTURE_CONFIG), attrs[schema.ATTR_CAPTURE_CONFIG])
+    if differing:
         raise StoreError(
             f"{path} was captured with a different configuration ({', '.join(differing)} differ); "
             "pass --overwrite to replace it or choose another --out"
@@ -201,23 +216,22 @@ def is_complete(root: zarr.Group) -> bool:
 def finalize(root: zarr.Group) -> bool:
     """Once every shard is complete: cut the token axis of every array to the longest captured sample, then record
     the store complete (the last write). Returns whether the store is complete. Idempotent, so two ranks finishing
-    together both write the same metadata; the token axis is cut without deleting anything (nothing was written
-    beyond it, and listing thousands of absent shard objects would be slow)."""
+    together both write the same metadata. Nothing was written beyond the cut, so the deletions zarr's resize
+    issues for the chunks outside it find nothing to delete."""
     if is_complete(root):
         return True
     done = root[schema.PROGRESS_GROUP][schema.SHARD_COMPLETE][...]
     if not done.all():
         return False
-    slots = token_slots_for(int(root["n_tokens"][...].max(initial=0)))
+    slots = token_slots_for(int(root[schema.N_TOKENS][...].max(initial=0)))
     for name in token_arrays(root):
         array = root[name]
         axis = array.metadata.dimension_names.index(schema.TOKEN)
         if array.shape[axis] != slots:
-            shape = tuple(slots if i == axis else n for i, n in enumerate(array.shape))
-            zarr.core.sync.sync(array._async_array.resize(shape, delete_outside_chunks=False))
+            array.resize(tuple(slots if i == axis else n for i, n in enumerate(array.shape)))
     root.attrs[schema.ATTR_CAPTURE_COMPLETE] = {
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "token_slots": slots,
+        schema.ATTR_FINISHED: datetime.now(UTC).isoformat(timespec="seconds"),
+        schema.ATTR_TOKEN_SLOTS: slots,
     }
     return True
 

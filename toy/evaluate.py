@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from capture.datasets.synthetic_coco import CATEGORIES, COLOURS
+from toy.batches import IGNORE, collate, encode
 from toy.scenes import Example
-from toy.train import IGNORE, collate, encode
 
 CHANCE = {"caption_word_accuracy": 25.0, "polling_accuracy": 50.0, "box_naming_accuracy": 25.0}
 

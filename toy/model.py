@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from capture.families import ADAPTERS
-from capture.paths import cache_home
+from capture.loading import TOY_BUILD_FILE
+from capture.paths import models_dir
 
 FAMILY = "llava_onevision"
 TOY_VERSION = 2  # bump when the sizes, the data or the training recipe change: cached builds retrain
@@ -24,11 +25,11 @@ TEXT_SIZES = {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads":
 FFN_KEYS = 384  # the language model's intermediate size: the number of FFN memory keys per layer
 VISION_SIZES = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2}
 CHAT_WORDS = ["user", "assistant"] * 100  # the chat roles, frequent enough to become tokens
-BUILD_FILE = "toy_build.json"
+BUILD_FILE = TOY_BUILD_FILE
 
 
 def toy_model_dir(name: str) -> Path:
-    return cache_home() / "models" / name
+    return models_dir() / name
 
 
 def build_tokenizer(texts: list[str]) -> Any:
@@ -49,14 +50,3 @@ def read_build(model_dir: Path) -> dict[str, Any] | None:
     """The build record (version, recipe, held-out accuracies) of a cached toy model, or None."""
     path = model_dir / BUILD_FILE
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def ensure_toy_model(name: str) -> Path:
-    """The directory of toy model `name`, training it (a few minutes) if missing or built by an older version."""
-    from toy.train import TrainingRecipe, train_and_save
-
-    out_dir = toy_model_dir(name)
-    record = read_build(out_dir)
-    if record is not None and record.get("version") == TOY_VERSION:
-        return out_dir
-    return train_and_save(out_dir, TrainingRecipe(), name=name)

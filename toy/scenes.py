@@ -17,8 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from capture.datasets.synthetic_coco import CATEGORIES, COLOURS, SIZES, SceneObject, draw_scene, scene_caption
-from capture.prompts import DEFAULT_PROMPT, NORMAL_PROMPTS, bbox_text
-from interventions.evaluate import POLL_QUESTION
+from capture.prompts import DEFAULT_PROMPT, NORMAL_PROMPTS, POLL_QUESTION, bbox_text
 
 TASKS = ("caption", "poll", "bbox")
 CAPTION_PROMPTS = (DEFAULT_PROMPT, *NORMAL_PROMPTS)

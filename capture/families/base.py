@@ -1,4 +1,6 @@
-"""The contract every model-family adapter fulfils, and the family-independent token-table assembly."""
+"""The contract every model-family adapter fulfils: every path into the model (decoder, layers, projections, norms,
+rotary), the processor and its image-token layout, and the tiny test builds; plus the family-independent
+token-table assembly. Hooks, extraction, interventions and sizing reach the model only through these methods."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import numpy as np
 import torch
 from transformers import AutoImageProcessor, PretrainedConfig, PreTrainedTokenizerBase, ProcessorMixin
 
-from store.schema import TOKEN_TABLE_FIELDS, ImagePart, TokenKind
+from store import schema
+from store.schema import ImagePart, TokenKind
+from store.token_table import TokenTable
 
 # Sizes shared by every tiny build (the FFN width keeps each family's intermediate / hidden ratio instead).
 TINY_TEXT_SIZES = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -23,27 +27,6 @@ def tiny_special_token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int 
     """bos / eos / pad token ids of a tiny tokenizer, as config fields."""
     return {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id}
-
-
-@dataclass
-class TokenTable:
-    """Per-token layout of one input sequence: every `TOKEN_TABLE_FIELDS` entry as a (seq,) array,
-    plus `box` (seq, 4): the token's footprint x0, y0, x1, y1 in [0, 1] of its original image (NaN
-    for non-image tokens)."""
-
-    fields: dict[str, np.ndarray]
-    box: np.ndarray
-
-    @classmethod
-    def empty(cls, length: int) -> TokenTable:
-        fields = {name: np.full(length, fill, dtype) for name, (dtype, fill) in TOKEN_TABLE_FIELDS.items()}
-        return cls(fields, np.full((length, 4), np.nan, np.float32))
-
-    def __len__(self) -> int:
-        return len(self.fields["kind"])
-
-    def select(self, positions: np.ndarray) -> TokenTable:
-        return TokenTable({k: v[positions] for k, v in self.fields.items()}, self.box[positions])
 
 
 @dataclass
@@ -71,17 +54,62 @@ class FamilyAdapter(ABC):
     family: ClassVar[str]
     model_types: ClassVar[tuple[str, ...]]  # config.model_type values this adapter accepts
     processor_class: ClassVar[type[ProcessorMixin]]  # image-only where the stock processor needs torchvision
+    # The released checkpoints' config.json fields that decide token counts and store sizes, by alias: what
+    # `capture.sizing` uses where the checkpoint's own config is not on disk.
+    reference_configs: ClassVar[dict[str, dict[str, Any]]] = {}
 
-    # --- modules -------------------------------------------------------------------------------
+    # --- paths into the model ------------------------------------------------------------------
     def decoder(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The language model (its `.layers`, `.norm`, `.rotary_emb`)."""
+        """The language model (the module whose forward pre-hook sees the merged input embeddings)."""
         return model.model.language_model
+
+    def decoder_layer(self, model: torch.nn.Module, layer: int) -> torch.nn.Module:
+        return self.decoder(model).layers[layer]
+
+    def attention(self, model: torch.nn.Module, layer: int) -> torch.nn.Module:
+        """Layer `layer`'s attention module (called with `hidden_states` and `attention_mask` keywords)."""
+        return self.decoder_layer(model, layer).self_attn
+
+    def q_proj(self, model: torch.nn.Module, layer: int) -> torch.nn.Linear:
+        return self.attention(model, layer).q_proj
+
+    def k_proj(self, model: torch.nn.Module, layer: int) -> torch.nn.Linear:
+        """Output: keys before RoPE, (batch, seq, kv_heads * head_dim), bias included."""
+        return self.attention(model, layer).k_proj
+
+    def o_proj(self, model: torch.nn.Module, layer: int) -> torch.nn.Linear:
+        return self.attention(model, layer).o_proj
+
+    def attention_scaling(self, model: torch.nn.Module, layer: int) -> float:
+        """The factor attention scores are multiplied by (1 / sqrt(head_dim) unless the config says otherwise)."""
+        return float(self.attention(model, layer).scaling)
+
+    def down_proj(self, model: torch.nn.Module, layer: int) -> torch.nn.Linear:
+        """The FFN's down projection: its input is the memory coefficients, its columns the value vectors."""
+        return self.decoder_layer(model, layer).mlp.down_proj
+
+    def final_norm(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The norm between the last layer and the unembedding (its input is the raw last-layer output)."""
+        return self.decoder(model).norm
+
+    def norm_eps(self, model: torch.nn.Module) -> float:
+        norm = self.final_norm(model)
+        return float(getattr(norm, "variance_epsilon", getattr(norm, "eps", None)))
+
+    def rotary(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module computing RoPE's (cos, sin), each (batch, seq, head_dim), from the position ids."""
+        return self.decoder(model).rotary_emb
 
     def unembedding(self, model: torch.nn.Module) -> torch.nn.Linear:
         return model.lm_head
 
     def text_config(self, config: PretrainedConfig) -> PretrainedConfig:
         return config.text_config
+
+    def head_dim(self, config: PretrainedConfig) -> int:
+        """Width of one attention head of the language model."""
+        text = self.text_config(config)
+        return getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
 
     def image_token_id(self, config: PretrainedConfig) -> int:
         return int(config.image_token_id)
@@ -118,6 +146,15 @@ class FamilyAdapter(ABC):
         `image_sizes` are the original (height, width) of the sample's images, in prompt order.
         """
 
+    def reference_config(self, alias: str) -> PretrainedConfig:
+        """The config object of released checkpoint `alias` (from `reference_configs`)."""
+        from transformers import CONFIG_MAPPING
+
+        if alias not in self.reference_configs:
+            raise KeyError(f"{self.family} has no reference config for {alias!r} (has: {', '.join(self.reference_configs)})")
+        fields = dict(self.reference_configs[alias])
+        return CONFIG_MAPPING[fields.pop("model_type")](**fields)
+
     # --- tiny test models ----------------------------------------------------------------------
     @abstractmethod
     def tiny_config(self, tokenizer: PreTrainedTokenizerBase) -> PretrainedConfig:
@@ -147,12 +184,12 @@ class FamilyAdapter(ABC):
         input_ids = inputs["input_ids"][0].cpu().numpy()
         table = TokenTable.empty(len(input_ids))
         f = table.fields
-        f["token_id"][:] = input_ids
-        f["position"][:] = np.arange(len(input_ids))
+        f[schema.TOKEN_ID][:] = input_ids
+        f[schema.POSITION][:] = np.arange(len(input_ids))
         tokenizer = processor.tokenizer
         special = {i for i, token in tokenizer.added_tokens_decoder.items() if token.special}
         special_ids = np.array(sorted(special | set(tokenizer.all_special_ids)), dtype=np.int64)
-        f["kind"][:] = np.where(np.isin(input_ids, special_ids), TokenKind.SPECIAL, TokenKind.TEXT)
+        f[schema.KIND][:] = np.where(np.isin(input_ids, special_ids), TokenKind.SPECIAL, TokenKind.TEXT)
 
         image_positions = np.flatnonzero(input_ids == self.image_token_id(config))
         layouts = self.image_layouts(processor, config, inputs, image_sizes) if len(image_positions) else []
@@ -166,9 +203,8 @@ class FamilyAdapter(ABC):
         for image_index, layout in enumerate(layouts):
             where = image_positions[start : start + len(layout)]
             start += len(layout)
-            f["image_index"][where] = image_index
-            for name in ("kind", "image_part", "tile_row", "tile_col", "patch_row", "patch_col",
-                         "grid_row", "grid_col", "downsampled"):
+            f[schema.IMAGE_INDEX][where] = image_index
+            for name in schema.IMAGE_LAYOUT_FIELDS:
                 f[name][where] = getattr(layout, name)
             table.box[where] = layout.box
         return table

@@ -43,10 +43,26 @@ TINY_CHAT_TEMPLATE = (
 )
 
 
+# CLIP ViT-L/14 at 336 px, the tower of LLaVA-1.5 and Llama-3-LLaVA-NeXT.
+CLIP_VIT_L_336 = {"model_type": "clip_vision_model", "image_size": 336, "patch_size": 14, "hidden_size": 1024,
+                  "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16, "projection_dim": 768}
+REFERENCE_CONFIGS = {
+    "llava-1.5-7b": {
+        "model_type": "llava",
+        "text_config": {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+                        "num_key_value_heads": 32, "intermediate_size": 11008},
+        "vision_config": CLIP_VIT_L_336,
+        "vision_feature_select_strategy": "default",
+        "vision_feature_layer": -2,
+    },
+}
+
+
 class LlavaAdapter(FamilyAdapter):
     family = "llava"
     model_types = ("llava",)
     processor_class = LlavaProcessor
+    reference_configs = REFERENCE_CONFIGS
 
     def image_layouts(self, processor: Any, config: PretrainedConfig, inputs: dict[str, torch.Tensor],
                       image_sizes: list[tuple[int, int]]) -> list[ImageLayout]:

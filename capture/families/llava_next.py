@@ -31,6 +31,7 @@ from capture.families.base import (
     concat_layouts,
     tiny_special_token_ids,
 )
+from capture.families.llava import CLIP_VIT_L_336
 from capture.tiny_tokenizer import build_byte_tokenizer
 
 # The llava-hf Llama-3-LLaVA-NeXT template (Llama-3 headers, images first).
@@ -45,10 +46,24 @@ TINY_CHAT_TEMPLATE = (
 PINPOINT_TILES = [(1, 2), (2, 1), (2, 2), (3, 1), (1, 3)]
 
 
+REFERENCE_CONFIGS = {
+    "llama3-llava-next-8b": {
+        "model_type": "llava_next",
+        "text_config": {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+                        "num_key_value_heads": 8, "intermediate_size": 14336},
+        "vision_config": CLIP_VIT_L_336,
+        "image_grid_pinpoints": [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]],
+        "vision_feature_select_strategy": "default",
+        "vision_feature_layer": -2,
+    },
+}
+
+
 class LlavaNextAdapter(FamilyAdapter):
     family = "llava_next"
     model_types = ("llava_next",)
     processor_class = LlavaNextProcessor
+    reference_configs = REFERENCE_CONFIGS
 
     def image_layouts(self, processor: Any, config: PretrainedConfig, inputs: dict[str, torch.Tensor],
                       image_sizes: list[tuple[int, int]]) -> list[ImageLayout]:

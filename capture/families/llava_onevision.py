@@ -39,6 +39,31 @@ TINY_CHAT_TEMPLATE = (
 )
 
 
+_SIGLIP_384 = {"model_type": "siglip_vision_model", "image_size": 384, "patch_size": 14, "hidden_size": 1152,
+               "intermediate_size": 4304, "num_hidden_layers": 26, "num_attention_heads": 16, "vision_use_head": False}
+
+
+def _released(hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int) -> dict[str, Any]:
+    """A released OneVision checkpoint's config fields (Qwen2 LM of the given sizes, SigLIP-384, 1..6 x 1..6 tiles)."""
+    return {
+        "model_type": "llava_onevision",
+        "text_config": {"model_type": "qwen2", "hidden_size": hidden, "num_hidden_layers": layers,
+                        "num_attention_heads": heads, "num_key_value_heads": kv_heads, "intermediate_size": intermediate},
+        "vision_config": _SIGLIP_384,
+        "image_grid_pinpoints": [[384 * i, 384 * j] for i in range(1, 7) for j in range(1, 7)],
+        "vision_aspect_ratio": "anyres_max_9",
+        "vision_feature_select_strategy": "full",
+        "vision_feature_layer": -1,
+    }
+
+
+REFERENCE_CONFIGS = {
+    "llava-ov-0.5b": _released(896, 24, 14, 2, 4864),
+    "llava-ov-7b": _released(3584, 28, 28, 4, 18944),
+    "llava-ov-72b": _released(8192, 80, 64, 8, 29568),
+}
+
+
 class LlavaOnevisionImageProcessor(LlavaOnevisionProcessor):
     """`LlavaOnevisionProcessor` without its video processor, which needs torchvision.
 
@@ -74,6 +99,7 @@ class LlavaOnevisionAdapter(FamilyAdapter):
     family = "llava_onevision"
     model_types = ("llava_onevision",)
     processor_class = LlavaOnevisionImageProcessor
+    reference_configs = REFERENCE_CONFIGS
 
     # --- layout ----------------------------------------------------------------------------------
     def image_layouts(self, processor: Any, config: PretrainedConfig, inputs: dict[str, torch.Tensor],

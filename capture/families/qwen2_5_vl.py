@@ -41,6 +41,19 @@ TINY_CHAT_TEMPLATE = (
 )
 
 
+REFERENCE_CONFIGS = {
+    "qwen2.5-vl-7b": {
+        "model_type": "qwen2_5_vl",
+        "text_config": {"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
+                        "intermediate_size": 18944,
+                        "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [16, 24, 24]}},
+        "vision_config": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "patch_size": 14,
+                          "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112, "out_hidden_size": 3584,
+                          "fullatt_block_indexes": [7, 15, 23, 31]},
+    },
+}
+
+
 class Qwen2_5_VLImageProcessor(Qwen2_5_VLProcessor):
     """`Qwen2_5_VLProcessor` without its video processor, which needs torchvision.
 
@@ -55,6 +68,7 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
     family = "qwen2_5_vl"
     model_types = ("qwen2_5_vl",)
     processor_class = Qwen2_5_VLImageProcessor
+    reference_configs = REFERENCE_CONFIGS
 
     def image_placeholder(self, processor: Any) -> str:
         tokenizer = processor.tokenizer

@@ -7,9 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import zarr
-
 REPO = Path(__file__).resolve().parents[2]
 
 # `python -m capture` that dies with SIGKILL at its KILL_AT_WRITE-th array write (a zarr or tensorstore write).
@@ -28,7 +25,7 @@ def counting(original):
     return write
 zarr.Array.__setitem__ = counting(zarr.Array.__setitem__)  # metadata, small arrays, records
 shard_io.write_region = counting(shard_io.write_region)  # activation arrays
-from capture.cli import main
+from capture.__main__ import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -45,23 +42,3 @@ def capture_command(*args: str, kill_at_write: int | None = None) -> tuple[list[
 def capture_cli(*args: str, kill_at_write: int | None = None) -> subprocess.CompletedProcess:
     command, env = capture_command(*args, kill_at_write=kill_at_write)
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
-
-
-def arrays_of(path: Path) -> dict[str, np.ndarray]:
-    root = zarr.open_group(path, mode="r")
-    found = {}
-    for group_path, group in [("", root), ("lens/", root["lens"]), ("progress/", root["progress"])]:
-        for name in group.array_keys():
-            found[group_path + name] = group[name][...]
-    return found
-
-
-def assert_same_store(expected: Path | str, actual: Path | str) -> None:
-    """Bit-identical arrays (lens and progress records included) and the same capture configuration."""
-    want, got = arrays_of(expected), arrays_of(actual)
-    assert want.keys() == got.keys()
-    for name in want:
-        assert np.array_equal(want[name], got[name], equal_nan=want[name].dtype.kind == "f"), name
-    want_root, got_root = zarr.open_group(expected, mode="r"), zarr.open_group(actual, mode="r")
-    assert want_root.attrs["capture_config"] == got_root.attrs["capture_config"]
-    assert ("capture_complete" in want_root.attrs) == ("capture_complete" in got_root.attrs)

@@ -7,7 +7,9 @@ import sys
 
 import zarr
 
-from .conftest import REPO, assert_same_store, capture_cli
+from store.testing import assert_stores_equal
+
+from .conftest import REPO, capture_cli
 
 
 def test_sigkill_then_resume_equals_uninterrupted(cache_home, synthetic_root, tmp_path):
@@ -33,7 +35,7 @@ def test_sigkill_then_resume_equals_uninterrupted(cache_home, synthetic_root, tm
     finished = capture_cli(*common, "--out", str(resumed))
     assert finished.returncode == 0, finished.stderr
     assert "2 shards already complete" in finished.stdout
-    assert_same_store(reference, resumed)
+    assert_stores_equal(reference, resumed)
 
 
 def test_changed_configuration_is_refused_unless_overwrite(cache_home, synthetic_root, tmp_path):

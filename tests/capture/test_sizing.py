@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from capture.reference_configs import REFERENCE_CONFIGS
 from PIL import Image
 
 import store.reader
-from capture.reference_configs import REFERENCE_CONFIGS
 from capture.registry import ALIASES
 from capture.run import CaptureOptions, run_capture
 from capture.sizing import main, sample_size

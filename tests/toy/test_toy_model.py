@@ -22,7 +22,7 @@ from toy.model import BUILD_FILE, TOY_VERSION
 
 @pytest.fixture(scope="session")
 def toy_dir(cache_home: Path) -> Path:
-    from toy.model import ensure_toy_model
+    from toy.train import ensure_toy_model
 
     return ensure_toy_model("toy-llava-ov")
 

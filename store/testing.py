@@ -1,5 +1,12 @@
-"""Stores of synthetic activations written through the real writer (no model): shard payloads shaped like a
-capture of a Qwen2-0.5B-sized model, with bf16 values drawn from a normal distribution."""
+"""Testing helpers for stores, public for downstream users and our own tests and benchmarks:
+
+- `assert_stores_equal`: two stores hold bit-identical arrays (lens and progress records included) and the same
+  capture configuration;
+- synthetic stores written through the real writer (no model): `synthetic_plan` (Qwen2-0.5B-sized arrays),
+  `noise_payload` (bf16 normal noise), `write_synthetic_store`;
+- planted stores (`PlantedStore`): keys and values of the first half of the layers are the same positional vectors
+  in every sample, so variance and correspondence analyses have a known answer (`planted_layers`).
+"""
 
 from __future__ import annotations
 
@@ -9,17 +16,50 @@ from pathlib import Path
 
 import ml_dtypes
 import numpy as np
+import zarr
 
-from store import schema
+from store import location, schema
+from store.config import CaptureConfig
 from store.layout import StorePlan, empty_arrays, token_slots_for
+from store.location import Location
 from store.lossy import round_mantissa
 from store.schema import ImagePart
-from store.writer import ShardPayload, ShardWriter, create_store, finalize
+from store.writer import LensPayload, ShardPayload, ShardWriter, create_store, finalize
+
+GROUPS = ("", schema.LENS_GROUP, schema.PROGRESS_GROUP)
+
+
+def store_arrays(path: Location) -> dict[str, np.ndarray]:
+    """Every array of the store at `path`, keyed by its path in the store ("hidden", "lens/unembedding", ...)."""
+    root = zarr.open_group(location.zarr_store(path, read_only=True), mode="r")
+    found = {}
+    for group_path in GROUPS:
+        group = root[group_path] if group_path else root
+        for name in group.array_keys():
+            found[f"{group_path}/{name}" if group_path else name] = group[name][...]
+    return found
+
+
+def assert_stores_equal(expected: Location, actual: Location) -> None:
+    """Bit-identical arrays (lens and progress records included; NaN equals NaN) and the same capture configuration
+    and completion; AssertionError naming the first difference."""
+    want, got = store_arrays(expected), store_arrays(actual)
+    assert want.keys() == got.keys(), f"arrays differ: {sorted(set(want) ^ set(got))}"
+    for name in want:
+        assert want[name].dtype == got[name].dtype, f"{name}: dtype {want[name].dtype} != {got[name].dtype}"
+        assert np.array_equal(want[name], got[name], equal_nan=want[name].dtype.kind == "f"), f"{name} differs"
+    want_root = zarr.open_group(location.zarr_store(expected, read_only=True), mode="r")
+    got_root = zarr.open_group(location.zarr_store(actual, read_only=True), mode="r")
+    want_config, got_config = (root.attrs[schema.ATTR_CAPTURE_CONFIG] for root in (want_root, got_root))
+    assert want_config == got_config, f"capture_config differs: {CaptureConfig.from_attrs(want_config)} != " \
+                                      f"{CaptureConfig.from_attrs(got_config)}"
+    assert (schema.ATTR_CAPTURE_COMPLETE in want_root.attrs) == (schema.ATTR_CAPTURE_COMPLETE in got_root.attrs)
+
 
 ACTIVATIONS = (schema.HIDDEN, schema.KEYS, schema.VALUES, schema.FFN_TOPK_VALUE)
 
 
-def bench_plan(n_samples: int, batch_size: int = 2, layers: int = 24, compression: str = "none") -> StorePlan:
+def synthetic_plan(n_samples: int, batch_size: int = 2, layers: int = 24, compression: str = "none") -> StorePlan:
     """Qwen2-0.5B sizes: d_model 896, 2 KV heads of 64, FFN 4864 (top-16 kept)."""
     return StorePlan(n_samples=n_samples, batch_size=batch_size, max_images=1, layers=tuple(range(layers)),
                      streams=tuple(range(layers + 1)), n_kv_heads=2, head_dim=64, d_model=896, ffn_units=4864,
@@ -27,7 +67,8 @@ def bench_plan(n_samples: int, batch_size: int = 2, layers: int = 24, compressio
                      compression=compression)
 
 
-def payload(plan: StorePlan, shard: int, tokens: int, rng: np.random.Generator, keep_bits: int | None = None) -> ShardPayload:
+def noise_payload(plan: StorePlan, shard: int, tokens: int, rng: np.random.Generator,
+                  keep_bits: int | None = None) -> ShardPayload:
     """One shard of `tokens` image tokens per sample, every sample captured."""
     arrays = empty_arrays(plan, len(plan.shard_samples(shard)), token_slots_for(tokens))
     for name in ACTIVATIONS:
@@ -41,22 +82,23 @@ def payload(plan: StorePlan, shard: int, tokens: int, rng: np.random.Generator, 
             round_mantissa(region, "bfloat16", keep_bits)
     index = arrays[schema.FFN_TOPK_INDEX]
     index[:, :, :tokens] = rng.integers(0, plan.ffn_units, index[:, :, :tokens].shape)
-    arrays["kind"][:, :tokens] = schema.TokenKind.IMAGE
-    arrays["status"][:] = schema.SampleStatus.CAPTURED
-    arrays["n_tokens"][:] = tokens
+    arrays[schema.KIND][:, :tokens] = schema.TokenKind.IMAGE
+    arrays[schema.STATUS][:] = schema.SampleStatus.CAPTURED
+    arrays[schema.N_TOKENS][:] = tokens
     return ShardPayload(shard, arrays, tokens)
 
 
-def write_store(path: Path, plan: StorePlan, tokens: int, seed: int = 0, keep_bits: int | None = None,
+def write_synthetic_store(path: Path, plan: StorePlan, tokens: int, seed: int = 0, keep_bits: int | None = None,
                 payloads: list[ShardPayload] | None = None, planted: PlantedStore | None = None) -> int:
     """Write every shard of `plan` through the real ShardWriter (pre-built `payloads`, a `planted` store's, or
     normal noise generated shard by shard); returns the payload bytes handed to it."""
-    config = {"model": "synthetic", "revision": "-", "compute_dtype": "bfloat16", "dataset": "synthetic",
-              "layers": list(plan.layers), "streams": list(plan.streams), "tokens": ["image"], "n_samples": plan.n_samples,
-              "ffn_topk": plan.ffn_topk}
+    config = CaptureConfig(model="synthetic", revision="-", compute_dtype=plan.compute_dtype, dataset="synthetic",
+                           layers=plan.layers, streams=plan.streams, tokens=(schema.TokenSet.IMAGE,),
+                           n_samples=plan.n_samples, ffn_topk=plan.ffn_topk, batch_size=plan.batch_size,
+                           compression=plan.compression)
     plan = replace(plan, token_capacity=max(plan.token_capacity, token_slots_for(tokens)))
     root = create_store(path, plan, {schema.ATTR_FORMAT: schema.FORMAT_NAME, schema.ATTR_SCHEMA_VERSION: schema.SCHEMA_VERSION,
-                                     schema.ATTR_CAPTURE_CONFIG: config}, {"attrs": {}, "arrays": {}})
+                                     schema.ATTR_CAPTURE_CONFIG: config.to_attrs()}, LensPayload())
     writer = ShardWriter(root, plan)
     rng = np.random.default_rng(seed)
     total = 0
@@ -66,7 +108,7 @@ def write_store(path: Path, plan: StorePlan, tokens: int, seed: int = 0, keep_bi
         elif planted is not None:
             item = planted.payload(shard)
         else:
-            item = payload(plan, shard, tokens, rng, keep_bits)
+            item = noise_payload(plan, shard, tokens, rng, keep_bits)
         total += item.nbytes
         writer.submit(item)
     writer.close()
@@ -128,15 +170,15 @@ def fill_token_table(arrays: dict[str, np.ndarray], tokens: int) -> None:
     for positions, part, width in ((np.arange(min(base, tokens)), ImagePart.BASE, BASE_GRID),
                                    (np.arange(base, tokens), ImagePart.GRID, 2 * BASE_GRID)):
         row, col = np.divmod(positions - positions[0], width) if len(positions) else (positions, positions)
-        arrays["image_part"][:, positions] = part
-        arrays["grid_row"][:, positions] = row
-        arrays["grid_col"][:, positions] = col
+        arrays[schema.IMAGE_PART][:, positions] = part
+        arrays[schema.GRID_ROW][:, positions] = row
+        arrays[schema.GRID_COL][:, positions] = col
         arrays[schema.TOKEN_BOX][:, positions] = np.stack([col, row, col + 1, row + 1], axis=1) / width
-    arrays["kind"][:, :tokens] = schema.TokenKind.IMAGE
-    arrays["image_index"][:, :tokens] = 0
-    arrays["position"][:, :tokens] = np.arange(tokens)
-    arrays["status"][:] = schema.SampleStatus.CAPTURED
-    arrays["n_tokens"][:] = tokens
-    arrays["seq_len"][:] = tokens
-    arrays["image_height"][:, 0] = IMAGE_SIZE
-    arrays["image_width"][:, 0] = IMAGE_SIZE
+    arrays[schema.KIND][:, :tokens] = schema.TokenKind.IMAGE
+    arrays[schema.IMAGE_INDEX][:, :tokens] = 0
+    arrays[schema.POSITION][:, :tokens] = np.arange(tokens)
+    arrays[schema.STATUS][:] = schema.SampleStatus.CAPTURED
+    arrays[schema.N_TOKENS][:] = tokens
+    arrays[schema.SEQ_LEN][:] = tokens
+    arrays[schema.IMAGE_HEIGHT][:, 0] = IMAGE_SIZE
+    arrays[schema.IMAGE_WIDTH][:, 0] = IMAGE_SIZE
