@@ -9,8 +9,8 @@ import torch
 
 from capture.datasets.synthetic_coco import CATEGORIES, COLOURS
 from toy import model as toy_model
-from toy.scenes import Example, corpus, make_examples, patch_labels
 from toy.batches import IGNORE, encode, encode_described
+from toy.scenes import Example, corpus, make_examples, patch_labels
 from toy.train import TrainingRecipe, train, trainable_parameters
 
 SHORT = replace(TrainingRecipe(), n_train_scenes=24, n_held_out_scenes=6, batch_size=4, tower_steps=3,
