@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	touch $@
 
 demo: $(VENV)/.installed
+	@# trains toy-llava-ov into the cache the first time (a few minutes), reuses it afterwards
+	$(if $(filter toy-%,$(DEMO_MODEL)),$(PY) -m toy train)
 	$(CAPTURE) --dataset synthetic-coco --attention-last --out $(DEMO_STORE)
 	$(PY) -m store validate $(DEMO_STORE)
 	$(CAPTURE) --dataset synthetic-correspondence --out stores/demo-correspondence.zarr

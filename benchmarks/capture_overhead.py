@@ -28,14 +28,16 @@ from common import append_results, command_line, peak_rss_mb
 
 from capture.datasets import load_image, open_dataset  # noqa: E402
 from capture.loading import load_model, resolve_model  # noqa: E402
+from capture.options import CaptureOptions  # noqa: E402
 from capture.prompts import DEFAULT_PROMPT, build_prompt  # noqa: E402
-from capture.run import CaptureOptions, run_capture  # noqa: E402
+from capture.run import run_capture  # noqa: E402
+from store.schema import TokenSet  # noqa: E402
 
 MODES = {
     "hkv": {"ffn_topk": 0},
     "hkv, zstd": {"ffn_topk": 0, "compression": "zstd"},
     "hkv+topk": {"ffn_topk": 16},
-    "hkv+dense": {"ffn_topk": 16, "ffn_dense_tokens": "all"},
+    "hkv+dense": {"ffn_topk": 16, "ffn_dense_tokens": TokenSet.ALL.value},
 }
 TARGETS = {"hkv": 1.10, "hkv+topk": 1.20}
 

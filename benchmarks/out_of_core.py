@@ -69,10 +69,10 @@ def raw_read_seconds(files: list[Path]) -> tuple[float, int]:
 
 def run_variance(path: Path, n_samples: int) -> dict:
     ds = reader.open(path).isel(sample=slice(0, n_samples))
-    result = variance.key_variance(ds, "keys").compute()
+    result = variance.key_variance(ds, schema.KEYS).compute()
     keys = variance.input_agnostic_keys(result, variance.choose_threshold(result.values))
     flagged = sorted({layer for layer, _ in keys["all"]})
-    return {"correct": flagged == planted_layers(ds.layer.values) and len(keys["all"]) == len(flagged) * ds.sizes["kv_head"]}
+    return {"correct": flagged == planted_layers(ds.layer.values) and len(keys["all"]) == len(flagged) * ds.sizes[schema.KV_HEAD]}
 
 
 def keypoint_pairs(n_samples: int) -> list[correspondence.KeypointPair]:
@@ -87,13 +87,13 @@ def keypoint_pairs(n_samples: int) -> list[correspondence.KeypointPair]:
 
 def run_correspondence(path: Path, n_samples: int) -> dict:
     ds = reader.open(path)
-    pck = correspondence.semantic_correspondence(ds, keypoint_pairs(n_samples), "values", part="base").pck
+    pck = correspondence.semantic_correspondence(ds, keypoint_pairs(n_samples), schema.VALUES, part="base").pck
     planted = pck.sel(layer=planted_layers(ds.layer.values))
     others = pck.drop_sel(layer=planted_layers(ds.layer.values))
     return {"correct": bool(planted.min() > 0.95 and others.max() < 0.5)}
 
 
-ANALYSES = {"variance": (run_variance, "keys"), "correspondence": (run_correspondence, "values")}
+ANALYSES = {"variance": (run_variance, schema.KEYS), "correspondence": (run_correspondence, schema.VALUES)}
 
 
 def measure(path: Path, analysis: str, n_samples: int) -> dict:

@@ -19,6 +19,7 @@ import numpy as np
 import zarr
 from common import REPO, append_results, command_line, peak_rss_mb
 
+from store import schema
 from store.testing import ACTIVATIONS, noise_payload, synthetic_plan, write_synthetic_store
 
 TOKENS = 1524
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def schema_token_axis(array: zarr.Array) -> int:
-    return list(array.metadata.dimension_names).index("token")
+    return list(array.metadata.dimension_names).index(schema.TOKEN)
 
 
 if __name__ == "__main__":

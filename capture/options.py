@@ -12,6 +12,7 @@ from capture.datasets import DATASETS, SAMPLE_UNITS
 from capture.errors import CaptureError
 from capture.prompts import BBOX, CHAT, DEFAULT_PROMPT, PROMPT_SETS
 from capture.registry import ALIASES, TINY_MODELS, TOY_MODELS
+from capture.selection import ALL
 from store.arguments import add_options, option, parsed_options
 from store.location import Location
 
@@ -38,8 +39,8 @@ class CaptureOptions:
     out: Location | None = option(None, type=str,
                                   help="store path or URL, e.g. s3://bucket/prefix/store.zarr (credentials and "
                                        "endpoint from AWS_* variables; default: stores/<model>__<dataset>.zarr)")
-    layers: str = option("all", help="decoder layers: all, or indices/ranges like 0-3,7")
-    tokens: str = option("all", help="token sets stored: all, or any of image,text,last")
+    layers: str = option(ALL, help="decoder layers: all, or indices/ranges like 0-3,7")
+    tokens: str = option(ALL, help="token sets stored: all, or any of image,text,last")
     ffn_topk: int = option(16, help="FFN memory coefficients kept per token (top-k; 0: none)")
     ffn_dense_tokens: str | None = option(None, help="also store dense FFN coefficients for these token sets")
     keys_prerope: bool = option(False, help="also store keys before RoPE (k_proj output)")

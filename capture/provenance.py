@@ -21,10 +21,10 @@ from capture.extract import to_storage
 from capture.loading import LoadedModel
 from capture.options import CaptureOptions
 from store import schema
-from store.config import CaptureConfig
 from store.layout import TOKEN_BLOCK, StorePlan
 from store.location import Location
 from store.lossy import max_relative_error
+from store.schema import CaptureConfig
 from store.writer import LensArray, LensPayload
 
 VERSIONED_PACKAGES = ("vlm-activation-cache", "torch", "transformers", "zarr", "numpy", "xarray", "dask", "tokenizers",

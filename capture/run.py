@@ -22,11 +22,11 @@ from capture.samples import check_record_fields, preflight_prompts, prepare_reco
 from capture.selection import parse_layers, parse_token_sets, streams_for
 from capture.summary import CaptureSummary
 from store import location, schema
-from store.config import CaptureConfig
 from store.info import bytes_on_disk
 from store.layout import StorePlan, token_slots_for
 from store.location import Location
 from store.lossy import FORMATS as LOSSY_FORMATS
+from store.schema import CaptureConfig
 from store.writer import ShardWriter, StoreError, completed_shards, create_store, finalize, open_for_resume, wait_for_store
 
 DEFAULT_TOKEN_CAPACITY = 32768  # when the text config names no max_position_embeddings

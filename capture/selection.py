@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from capture.errors import CaptureError
-from store.schema import TokenKind
+from store.schema import TokenKind, TokenSet
 
-TOKEN_SETS = ("all", "image", "text", "last")
+TOKEN_SETS = tuple(TokenSet)
+ALL = TokenSet.ALL.value  # every layer (--layers), every token (--tokens)
 
 
 def parse_layers(spec: str | None, n_layers: int) -> tuple[int, ...]:
     """'all' / None -> every layer; otherwise comma-separated indices and ranges ('0-3,7', '-1' = last)."""
-    if spec is None or spec == "all":
+    if spec is None or spec == ALL:
         return tuple(range(n_layers))
     layers: set[int] = set()
     try:
@@ -53,12 +54,12 @@ def select_positions(kind: np.ndarray, token_sets: tuple[str, ...]) -> np.ndarra
     """
     mask = np.zeros(len(kind), dtype=bool)
     for token_set in token_sets:
-        if token_set == "all":
+        if token_set == TokenSet.ALL:
             mask[:] = True
-        elif token_set == "image":
+        elif token_set == TokenSet.IMAGE:
             mask |= np.isin(kind, (TokenKind.IMAGE, TokenKind.IMAGE_NEWLINE))
-        elif token_set == "text":
+        elif token_set == TokenSet.TEXT:
             mask |= np.isin(kind, (TokenKind.TEXT, TokenKind.SPECIAL))
-        elif token_set == "last" and len(kind):
+        elif token_set == TokenSet.LAST and len(kind):
             mask[-1] = True
     return np.flatnonzero(mask)

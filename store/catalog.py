@@ -34,12 +34,12 @@ ESMCAT_VERSION = "0.1.0"
 ASSET_COLUMN = "url"
 COLUMNS = [
     "store_id", "model", "hub_id", "revision", "family", "dataset", "split", "n_samples", "n_captured", "arrays",
-    "layers", "tokens", "dtype", "template", "prompt_hash", ASSET_COLUMN, "size_bytes", "schema_version",
+    "layers", "tokens", "dtype", "template", "prompt_hash", ASSET_COLUMN, "size_bytes", schema.ATTR_SCHEMA_VERSION,
     "package_version", "created", "created_by", "added", "added_by", "checksum",
 ]
 LIST_COLUMNS = ("arrays", "tokens")  # ";"-separated; `search` matches one member
 LIST_SEPARATOR = ";"
-INTEGER_COLUMNS = ("n_samples", "n_captured", "size_bytes", "schema_version")
+INTEGER_COLUMNS = ("n_samples", "n_captured", "size_bytes", schema.ATTR_SCHEMA_VERSION)
 
 
 class CatalogError(Exception):
@@ -100,31 +100,29 @@ def describe_store(location: str | Path, recorded_as: str) -> dict[str, Any]:
         raise CatalogError(f"{location} fails validation ({len(problems)} problem(s), first: {problems[0]}); "
                            "run `python -m store validate` for all")
     root = open_group(location)
-    config = root.attrs[schema.ATTR_CAPTURE_CONFIG]
+    config = schema.CaptureConfig.of(root.attrs)
     provenance = root.attrs[schema.ATTR_PROVENANCE]
     arrays = sorted(name for name in root.array_keys() if name in schema.ACTIVATION_DIMS)
-    prompt = {key: config.get(key) for key in ("template", "prefix", "prompt", "prompt_set", "visual_prefix",
-                                                "samples", "text_only")}
     checksum = store_checksum(location)
     return {
         "store_id": checksum[:12],
-        "model": config["model"],
-        "hub_id": config.get("hub_id") or "",
-        "revision": config["revision"],
-        "family": config.get("family", ""),
-        "dataset": config["dataset"],
-        "split": config.get("split") or "",
-        "n_samples": int(config["n_samples"]),
-        "n_captured": int((root["status"][...] == schema.SampleStatus.CAPTURED).sum()),
+        "model": config.model,
+        "hub_id": config.hub_id or "",
+        "revision": config.revision,
+        "family": config.family,
+        "dataset": config.dataset,
+        "split": config.split or "",
+        "n_samples": int(config.n_samples),
+        "n_captured": int((root[schema.STATUS][...] == schema.SampleStatus.CAPTURED).sum()),
         "arrays": LIST_SEPARATOR.join(arrays),
-        "layers": _compact_layers(list(config["layers"])),
-        "tokens": LIST_SEPARATOR.join(config["tokens"]),
-        "dtype": config["compute_dtype"],
-        "template": config.get("template", ""),
-        "prompt_hash": hashlib.sha256(json.dumps(prompt, sort_keys=True).encode()).hexdigest()[:12],
+        "layers": _compact_layers(list(config.layers)),
+        "tokens": LIST_SEPARATOR.join(config.tokens),
+        "dtype": config.compute_dtype,
+        "template": config.template,
+        "prompt_hash": hashlib.sha256(json.dumps(config.prompt_settings(), sort_keys=True).encode()).hexdigest()[:12],
         ASSET_COLUMN: recorded_as,
         "size_bytes": bytes_on_disk(location),
-        "schema_version": int(root.attrs[schema.ATTR_SCHEMA_VERSION]),
+        schema.ATTR_SCHEMA_VERSION: int(root.attrs[schema.ATTR_SCHEMA_VERSION]),
         "package_version": provenance.get("versions", {}).get("vlm-activation-cache", _package_version()),
         "created": provenance.get("created", ""),
         "created_by": provenance.get("user", "unknown"),

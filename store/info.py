@@ -25,10 +25,10 @@ def describe(path: str | Path) -> list[str]:
     root = open_group(path)
     config = root.attrs.get(schema.ATTR_CAPTURE_CONFIG, {})
     provenance = root.attrs.get(schema.ATTR_PROVENANCE, {})
-    status = root["status"][...]
+    status = root[schema.STATUS][...]
     done = root[schema.PROGRESS_GROUP][schema.SHARD_COMPLETE][...]
     captured = int((status == schema.SampleStatus.CAPTURED).sum())
-    n_tokens = root["n_tokens"][...][status == schema.SampleStatus.CAPTURED]
+    n_tokens = root[schema.N_TOKENS][...][status == schema.SampleStatus.CAPTURED]
     lines = [
         f"store:     {path}",
         f"model:     {config.get('model')} (hub id {config.get('hub_id')}, revision {config.get('revision')}, "
@@ -41,7 +41,7 @@ def describe(path: str | Path) -> list[str]:
         f"tokens:    sets {config.get('tokens')}; per sample min/mean/max "
         + (f"{n_tokens.min()}/{n_tokens.mean():.0f}/{n_tokens.max()}" if len(n_tokens) else "-"),
         f"layers:    {config.get('layers')} (hidden streams {config.get('streams')})",
-        f"prompt:    template={config.get('template')!r} prompt={config.get('prompt')!r} prefix={config.get('prefix')!r} "
+        f"prompt:    template={config.get('template')!r} prompt={config.get(schema.PROMPT)!r} prefix={config.get('prefix')!r} "
         f"prompt_set={config.get('prompt_set')!r} visual_prefix={config.get('visual_prefix', False)}",
         f"unit:      one sample per {UNIT_NAMES.get(config.get('samples', 'images'))}"
         + (", text only" if config.get("text_only") else ""),

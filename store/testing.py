@@ -19,11 +19,10 @@ import numpy as np
 import zarr
 
 from store import location, schema
-from store.config import CaptureConfig
 from store.layout import StorePlan, empty_arrays, token_slots_for
 from store.location import Location
 from store.lossy import round_mantissa
-from store.schema import ImagePart
+from store.schema import CaptureConfig, ImagePart
 from store.writer import LensPayload, ShardPayload, ShardWriter, create_store, finalize
 
 GROUPS = ("", schema.LENS_GROUP, schema.PROGRESS_GROUP)

@@ -14,7 +14,6 @@ REQUIRED_ARRAYS = [schema.HIDDEN, schema.KEYS, schema.VALUES, *schema.TOKEN_TABL
                    *schema.SAMPLE_FIELDS, schema.LAYER, schema.STREAM]
 FFN_TOPK_ARRAYS = [schema.FFN_TOPK_INDEX, schema.FFN_TOPK_VALUE]  # unless captured with --ffn-topk 0
 REQUIRED_PROVENANCE = ["model_dir", "model_config", "processor", "versions", "created"]
-REQUIRED_CONFIG = ["model", "revision", "compute_dtype", "dataset", "layers", "streams", "tokens", "n_samples"]
 
 
 def open_group(path: str | Path) -> zarr.Group:
@@ -34,20 +33,36 @@ def validate(path: str | Path) -> list[str]:
     problems: list[str] = []
     if attrs.get(schema.ATTR_SCHEMA_VERSION) != schema.SCHEMA_VERSION:
         problems.append(f"schema version {attrs.get(schema.ATTR_SCHEMA_VERSION)} (this reader: {schema.SCHEMA_VERSION})")
-    config = attrs.get(schema.ATTR_CAPTURE_CONFIG) or {}
+    recorded = attrs.get(schema.ATTR_CAPTURE_CONFIG) or {}
     provenance = attrs.get(schema.ATTR_PROVENANCE) or {}
-    problems += [f"capture_config lacks {key!r}" for key in REQUIRED_CONFIG if key not in config]
+    problems += [f"{schema.ATTR_CAPTURE_CONFIG} lacks {key!r}" for key in schema.REQUIRED_CONFIG_FIELDS
+                 if key not in recorded]
     problems += [f"provenance lacks {key!r}" for key in REQUIRED_PROVENANCE if key not in provenance]
+    if problems:
+        return problems
+    config = schema.CaptureConfig.from_attrs(recorded)
     members = set(root.array_keys())
-    required = REQUIRED_ARRAYS + (FFN_TOPK_ARRAYS if config.get("ffn_topk", 1) else [])
+    has_topk = bool(recorded.get("ffn_topk", 1))  # stores from before --ffn-topk 0 existed always kept top-k
+    required = REQUIRED_ARRAYS + (FFN_TOPK_ARRAYS if has_topk else [])
     problems += [f"missing array {name!r}" for name in required if name not in members]
     if problems:
         return problems
 
-    n_samples = config["n_samples"]
-    sizes = {schema.SAMPLE: n_samples, schema.LAYER: len(config["layers"]), schema.STREAM: len(config["streams"])}
-    logical = config["compute_dtype"]
-    for name in sorted(members):
+    sizes = {schema.SAMPLE: config.n_samples, schema.LAYER: len(config.layers), schema.STREAM: len(config.streams)}
+    problems += _check_arrays(root, sorted(members), config, sizes)
+    if schema.PROGRESS_GROUP not in root.group_keys():
+        return [*problems, "incomplete: the store's creation was interrupted (no progress records); rerun the capture"]
+    problems += _check_completion(root, attrs, sizes)
+    problems += _check_samples(root)
+    problems += _check_lens(root, config, sizes, has_topk or bool(config.ffn_dense_tokens))
+    return problems
+
+
+def _check_arrays(root: zarr.Group, names: list[str], config: schema.CaptureConfig, sizes: dict[str, int]) -> list[str]:
+    """Dimension names, sizes (recorded into `sizes` as they are met), token blocks, dtypes of every array."""
+    problems = []
+    logical = config.compute_dtype
+    for name in names:
         array = root[name]
         dims = array.metadata.dimension_names
         if dims is None or len(dims) != array.ndim:
@@ -68,38 +83,37 @@ def validate(path: str | Path) -> list[str]:
             if logical in schema.LOGICAL_TO_STORAGE and name not in schema.FIXED_DTYPES and \
                     array.attrs.get(schema.ATTR_LOGICAL_DTYPE) != logical:
                 problems.append(f"{name}: missing {schema.ATTR_LOGICAL_DTYPE}={logical!r} attribute")
-    if list(root[schema.LAYER][...]) != list(config["layers"]):
-        problems.append("layer coordinate differs from capture_config layers")
+    if list(root[schema.LAYER][...]) != list(config.layers):
+        problems.append(f"layer coordinate differs from {schema.ATTR_CAPTURE_CONFIG} layers")
+    return problems
 
-    if schema.PROGRESS_GROUP not in root.group_keys():
-        return [*problems, "incomplete: the store's creation was interrupted (no progress records); rerun the capture"]
+
+def _check_completion(root: zarr.Group, attrs: dict, sizes: dict[str, int]) -> list[str]:
+    """Every shard written, the store finalised, and its token axis cut to the longest sample."""
     done = root[schema.PROGRESS_GROUP][schema.SHARD_COMPLETE][...]
     if not done.all():
         missing = np.flatnonzero(done == 0)
-        problems.append(f"incomplete: {len(missing)} of {len(done)} shards not written (first: {missing[0]}); "
-                        "rerun the capture command to resume")
-    elif schema.ATTR_CAPTURE_COMPLETE not in attrs:
-        problems.append("incomplete: every shard is written but the store was never finalised; rerun the capture "
-                        "command (any rank) to finish it")
-    else:
-        slots = attrs[schema.ATTR_CAPTURE_COMPLETE].get("token_slots")
-        longest = int(root["n_tokens"][...].max(initial=0))
-        if slots != token_slots_for(longest) or sizes.get(schema.TOKEN) != slots:
-            problems.append(f"token axis {sizes.get(schema.TOKEN)} (recorded {slots}) does not fit the longest sample "
-                            f"({longest} tokens)")
-    problems += _check_samples(root)
-    problems += _check_lens(root, config, sizes)
-    return problems
+        return [f"incomplete: {len(missing)} of {len(done)} shards not written (first: {missing[0]}); "
+                "rerun the capture command to resume"]
+    if schema.ATTR_CAPTURE_COMPLETE not in attrs:
+        return ["incomplete: every shard is written but the store was never finalised; rerun the capture "
+                "command (any rank) to finish it"]
+    slots = attrs[schema.ATTR_CAPTURE_COMPLETE].get(schema.ATTR_TOKEN_SLOTS)
+    longest = int(root[schema.N_TOKENS][...].max(initial=0))
+    if slots != token_slots_for(longest) or sizes.get(schema.TOKEN) != slots:
+        return [f"token axis {sizes.get(schema.TOKEN)} (recorded {slots}) does not fit the longest sample "
+                f"({longest} tokens)"]
+    return []
 
 
 def _check_samples(root: zarr.Group) -> list[str]:
     problems = []
-    status = root["status"][...]
-    n_tokens = root["n_tokens"][...]
-    seq_len = root["seq_len"][...]
-    kind = root["kind"][...]
-    position = root["position"][...]
-    reasons = root["skip_reason"][...]
+    status = root[schema.STATUS][...]
+    n_tokens = root[schema.N_TOKENS][...]
+    seq_len = root[schema.SEQ_LEN][...]
+    kind = root[schema.KIND][...]
+    position = root[schema.POSITION][...]
+    reasons = root[schema.SKIP_REASON][...]
     for index in np.flatnonzero(status == schema.SampleStatus.PENDING)[:5]:
         problems.append(f"sample {index}: never captured nor skipped")
     for index in np.flatnonzero(status == schema.SampleStatus.CAPTURED):
@@ -116,12 +130,11 @@ def _check_samples(root: zarr.Group) -> list[str]:
     return problems
 
 
-def _check_lens(root: zarr.Group, config: dict, sizes: dict[str, int]) -> list[str]:
+def _check_lens(root: zarr.Group, config: schema.CaptureConfig, sizes: dict[str, int], with_ffn: bool) -> list[str]:
     if schema.LENS_GROUP not in root.group_keys():
         return ["missing lens/ group"]
     lens = root[schema.LENS_GROUP]
     problems = []
-    with_ffn = bool(config.get("ffn_topk", 1) or config.get("ffn_dense_tokens"))
     required = [schema.LENS_NORM_WEIGHT, schema.LENS_UNEMBEDDING, schema.LENS_VOCABULARY]
     for name in required + ([schema.LENS_DOWN_PROJ] if with_ffn else []):
         if name not in lens.array_keys():
@@ -136,6 +149,6 @@ def _check_lens(root: zarr.Group, config: dict, sizes: dict[str, int]) -> list[s
     vocab, width = lens[schema.LENS_UNEMBEDDING].shape
     if width != d_model or lens[schema.LENS_VOCABULARY].shape != (vocab,):
         problems.append("lens/: unembedding and vocabulary shapes disagree with d_model or each other")
-    if with_ffn and lens[schema.LENS_DOWN_PROJ].shape[:2] != (len(config["layers"]), d_model):
+    if with_ffn and lens[schema.LENS_DOWN_PROJ].shape[:2] != (len(config.layers), d_model):
         problems.append(f"lens/{schema.LENS_DOWN_PROJ}: shape {lens[schema.LENS_DOWN_PROJ].shape} does not match layers x d_model")
     return problems

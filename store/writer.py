@@ -29,9 +29,9 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from store import location, schema, shard_io
-from store.config import differing_fields
 from store.layout import ArraySpec, StorePlan, token_slots_for
 from store.location import Location
+from store.schema import differing_fields
 
 
 class StoreError(Exception):

@@ -33,7 +33,8 @@ def synthetic_root(cache_home: Path) -> Path:
 @pytest.fixture(scope="session")
 def captured_store(cache_home: Path, synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bf16 capture of 6 synthetic-coco samples with every optional array, 2 samples per shard."""
-    from capture.run import CaptureOptions, run_capture
+    from capture.options import CaptureOptions
+    from capture.run import run_capture
 
     out = tmp_path_factory.mktemp("stores") / "full.zarr"
     run_capture(CaptureOptions(

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 import store.reader
-from capture.run import CaptureOptions, run_capture
+from capture.options import CaptureOptions
+from capture.run import run_capture
 from store import schema
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,8 @@ import pytest
 import zarr
 
 from capture.errors import CaptureError
-from capture.run import CaptureOptions, run_capture
+from capture.options import CaptureOptions
+from capture.run import run_capture
 from store.layout import StorePlan
 from store.testing import assert_stores_equal
 

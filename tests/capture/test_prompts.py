@@ -11,11 +11,13 @@ from tokenizers import AddedToken
 import store.reader
 from capture.errors import CaptureError
 from capture.loading import open_model, resolve_model
+from capture.options import CaptureOptions
 from capture.prompts import NORMAL_PROMPTS, bbox_prompt, build_prompt, fill_fields, prompt_set_text
-from capture.run import CaptureOptions, run_capture
+from capture.registry import TINY_MODELS
+from capture.run import run_capture
 from store.schema import TokenKind
 
-FAMILIES = ["tiny-llava-ov", "tiny-qwen2.5-vl", "tiny-llava-1.5", "tiny-llava-next"]
+FAMILIES = sorted(TINY_MODELS)
 
 
 @pytest.fixture(scope="module")

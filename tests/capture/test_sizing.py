@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from capture.reference_configs import REFERENCE_CONFIGS
 from PIL import Image
 
 import store.reader
-from capture.registry import ALIASES
-from capture.run import CaptureOptions, run_capture
+from capture.families import ADAPTERS
+from capture.options import CaptureOptions
+from capture.registry import ALIASES, TINY_MODELS
+from capture.run import run_capture
 from capture.sizing import main, sample_size
 
 # Image tokens of a 640x480 image, measured with the released processors (../shared/PLATFORM.md).
 MEASURED_640x480 = {"llava-1.5-7b": 576, "llama3-llava-next-8b": 2340, "llava-ov-7b": 2929, "qwen2.5-vl-7b": 391}
 
 
-def test_every_alias_has_a_reference_config():
-    assert set(REFERENCE_CONFIGS) == set(ALIASES)
+def test_every_alias_has_a_reference_config_in_its_family():
+    for alias, entry in ALIASES.items():
+        assert alias in ADAPTERS[entry.family].reference_configs, alias
+    assert sum(len(adapter.reference_configs) for adapter in ADAPTERS.values()) == len(ALIASES)
 
 
 @pytest.mark.parametrize("alias", sorted(MEASURED_640x480))
@@ -37,7 +40,7 @@ def test_bytes_are_the_store_arrays():
     assert size.bytes_ffn_dense == layers * tokens * 18944 * 2
 
 
-@pytest.mark.parametrize("model", ["tiny-llava-ov", "tiny-qwen2.5-vl", "tiny-llava-1.5", "tiny-llava-next"])
+@pytest.mark.parametrize("model", sorted(TINY_MODELS))
 def test_tiny_sizes_match_a_capture(model, tmp_path):
     images = tmp_path / "images"
     images.mkdir()

@@ -40,7 +40,8 @@ def test_capture_with_rounded_mantissas(synthetic_root, tmp_path):
     """A lossy capture stays within the bound recorded in its attributes, and takes less space with zstd."""
     import store.reader
     from capture.errors import CaptureError
-    from capture.run import CaptureOptions, run_capture
+    from capture.options import CaptureOptions
+    from capture.run import run_capture
     from store.info import bytes_on_disk
 
     exact, lossy = tmp_path / "exact.zarr", tmp_path / "lossy.zarr"

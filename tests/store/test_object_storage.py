@@ -14,12 +14,13 @@ import zarr
 import store.reader
 from analyses.__main__ import main as analyses_main
 from capture.errors import CaptureError
-from capture.run import CaptureOptions, run_capture
+from capture.options import CaptureOptions
+from capture.run import run_capture
 from store import catalog, location, schema
 from store.info import bytes_on_disk
 from store.layout import StorePlan, empty_arrays
 from store.validate import validate
-from store.writer import ShardPayload, ShardWriter, create_store
+from store.writer import LensPayload, ShardPayload, ShardWriter, create_store
 
 BUCKET = "lab"
 
@@ -135,7 +136,7 @@ def test_shards_are_written_whole_with_the_record_last(s3):
                      head_dim=4, d_model=8, ffn_units=16, ffn_topk=2, compute_dtype="float32", keys_prerope=False,
                      ffn_dense=False, token_capacity=1024)
     url = f"{s3}/stores/recorded.zarr"
-    create_store(url, plan, {schema.ATTR_FORMAT: schema.FORMAT_NAME}, {"attrs": {}, "arrays": {}})
+    create_store(url, plan, {schema.ATTR_FORMAT: schema.FORMAT_NAME}, LensPayload())
     recording = RecordingStore(location.zarr_store(url))
     writer = ShardWriter(zarr.open_group(recording, mode="r+"), plan)
     for shard, tokens in ((0, 300), (1, 40)):  # two token blocks in shard 0, one in the partial shard 1

@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 import zarr
 
+from store import schema
 from store.layout import StorePlan
-from store.writer import ShardPayload, ShardWriter, StoreError, completed_shards, create_store
+from store.writer import LensPayload, ShardPayload, ShardWriter, StoreError, completed_shards, create_store
 
 PLAN = StorePlan(n_samples=4, batch_size=2, max_images=1, layers=(0,), streams=(0,), n_kv_heads=1, head_dim=2,
                  d_model=2, ffn_units=4, ffn_topk=2, compute_dtype="float32", keys_prerope=False, ffn_dense=False)
-LENS = {"attrs": {"eps": 1e-6}, "arrays": {}}
+LENS = LensPayload({schema.ATTR_NORM_EPS: 1e-6})
 
 
 def test_disk_full_is_a_clear_error(tmp_path, monkeypatch):
-    root = create_store(tmp_path / "s.zarr", PLAN, {"format": "vlm-activation-store"}, LENS)
+    root = create_store(tmp_path / "s.zarr", PLAN, {schema.ATTR_FORMAT: schema.FORMAT_NAME}, LENS)
 
     def full(self, key, value):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -50,7 +51,7 @@ def test_a_really_full_disk_keeps_completed_shards(small_disk):
     plan = StorePlan(n_samples=4, batch_size=2, max_images=1, layers=(0,), streams=(0,), n_kv_heads=1, head_dim=2,
                      d_model=384, ffn_units=4, ffn_topk=2, compute_dtype="float32", keys_prerope=False,
                      ffn_dense=False, compression="none")
-    root = create_store(small_disk / "s.zarr", plan, {"format": "vlm-activation-store"}, LENS)
+    root = create_store(small_disk / "s.zarr", plan, {schema.ATTR_FORMAT: schema.FORMAT_NAME}, LENS)
     hidden = np.random.default_rng(0).standard_normal((2, 1, 256, 384), dtype=np.float32)  # 768 KiB a shard
     writer = ShardWriter(root, plan)
     writer.submit(ShardPayload(0, {"hidden": hidden[:, :, :32]}, n_tokens_max=32))

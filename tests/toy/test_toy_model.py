@@ -28,7 +28,8 @@ def toy_dir(cache_home: Path) -> Path:
 
 
 def capture(out: Path, **options) -> Path:
-    from capture.run import CaptureOptions, run_capture
+    from capture.options import CaptureOptions
+    from capture.run import run_capture
 
     run_capture(CaptureOptions(model="toy-llava-ov", out=out, progress=False, **options))
     return out

@@ -11,7 +11,8 @@ from PIL import Image
 import store.reader
 from capture.datasets import open_dataset
 from capture.errors import CaptureError
-from capture.run import CaptureOptions, run_capture
+from capture.options import CaptureOptions
+from capture.run import run_capture
 
 
 def _write(path, entries):

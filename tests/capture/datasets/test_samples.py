@@ -9,8 +9,10 @@ import store.reader
 from capture.datasets import expand_samples, open_dataset, record_fields
 from capture.errors import CaptureError
 from capture.loading import load_model, resolve_model
+from capture.options import CaptureOptions
 from capture.prompts import build_prompt
-from capture.run import CaptureOptions, run_capture
+from capture.registry import TINY_MODELS
+from capture.run import run_capture
 
 
 def test_annotations_and_categories(synthetic_root):
@@ -39,7 +41,7 @@ def test_limit_counts_expanded_samples(synthetic_root, tmp_path):
     assert all("#" in str(s) for s in ds.sample_id.values)
 
 
-@pytest.mark.parametrize("model", ["tiny-llava-ov", "tiny-qwen2.5-vl", "tiny-llava-1.5", "tiny-llava-next"])
+@pytest.mark.parametrize("model", sorted(TINY_MODELS))
 def test_text_only_capture_equals_plain_forward(model, synthetic_root, tmp_path):
     """Class names alone, no image: the same layout, and bit-exact with a plain text forward pass."""
     import torch

@@ -11,6 +11,8 @@ from capture.families.llava import tile_layout
 from capture.prompts import build_prompt
 from store.schema import ImagePart, TokenKind
 
+from .conformance import FamilyAdapterTests
+
 SIZES = [(100, 80), (56, 56), (300, 60), (60, 300), (640, 480), (480, 640), (57, 200)]  # (w, h)
 
 
@@ -84,3 +86,7 @@ def test_prompt_has_bos_and_images_first(tiny_model):
     assert int(inputs["input_ids"][0, 0]) == tiny.processor.tokenizer.bos_token_id
     with torch.inference_mode():
         tiny.model(**inputs)
+
+
+class TestLlavaConformance(FamilyAdapterTests):
+    family = "llava"

@@ -10,6 +10,8 @@ from capture.errors import CaptureError
 from capture.prompts import build_prompt
 from store.schema import ImagePart, TokenKind
 
+from .conformance import FamilyAdapterTests
+
 
 def test_every_image_gets_full_anyres(tiny_model, noise_image):
     tiny = tiny_model("tiny-llava-next")
@@ -46,3 +48,7 @@ def test_full_feature_selection_is_refused(tiny_model, noise_image):
     inputs = tiny.adapter.processor_inputs(tiny.processor, build_prompt(tiny.processor, "chat", "x", 1), [noise_image(60, 50)])
     with pytest.raises(CaptureError, match="'full' is not supported"):
         tiny.adapter.token_table(tiny.processor, config, inputs, [(50, 60)])
+
+
+class TestLlavaNextConformance(FamilyAdapterTests):
+    family = "llava_next"

@@ -7,6 +7,8 @@ import torch
 from capture.prompts import build_prompt
 from store.schema import TokenKind
 
+from .conformance import FamilyAdapterTests
+
 
 def test_downsampled_path_is_exercised(tiny_model, noise_image):
     """640x480 with the 6x6 pinpoints exceeds anyres_max_9 by > 1.1: tokens are marked downsampled."""
@@ -42,3 +44,7 @@ def test_text_and_special_tokens(tiny_model, noise_image):
     assert (table.fields["kind"][ids == start] == TokenKind.SPECIAL).all()
     text = table.fields["kind"] == TokenKind.TEXT
     assert tiny.processor.tokenizer.decode(ids[text]).replace("\n", "") == "userDescribe.assistant"
+
+
+class TestLlavaOnevisionConformance(FamilyAdapterTests):
+    family = "llava_onevision"

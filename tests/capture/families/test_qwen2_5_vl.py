@@ -8,9 +8,12 @@ import torch
 
 import store.reader
 from capture.datasets import load_image, open_dataset
+from capture.options import CaptureOptions
 from capture.prompts import build_prompt
-from capture.run import CaptureOptions, run_capture
+from capture.run import run_capture
 from store.schema import TokenKind
+
+from .conformance import FamilyAdapterTests
 
 SIZES = [(100, 80), (56, 56), (300, 60), (60, 300), (640, 480), (480, 640), (1000, 90)]  # (w, h)
 
@@ -86,3 +89,7 @@ def test_prerope_keys_unrotate_with_3d_position_ids(tiny_model, synthetic_root, 
         wrong = (pre * cos1 + _rotate_half(pre) * sin1 - post).abs().amax(dim=(0, 1, 3)).numpy()
         image = sample.kind.values[:n] == TokenKind.IMAGE
         assert (wrong[image] > 1e-3).mean() > 0.5 and (wrong[: np.argmax(image)] < 1e-5).all()
+
+
+class TestQwen2_5_VLConformance(FamilyAdapterTests):
+    family = "qwen2_5_vl"
