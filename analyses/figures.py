@@ -121,11 +121,6 @@ def cosine_curves(curves: dict[str, xr.Dataset]) -> Figure:
     return figure
 
 
-def save(figure: Figure, path) -> None:
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
 def per_layer_lines(series: dict[str, xr.DataArray], ylabel: str, title: str, xlabel: str = LAYER) -> Figure:
     """One line per named series over its single dimension (layer or stream)."""
     figure, axis = plt.subplots(figsize=(6.5, 4))
