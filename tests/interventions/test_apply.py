@@ -121,7 +121,7 @@ def test_mean_ablation_replaces_exactly_the_chosen_embeddings(model, noise_image
         plain, handle = record_embeddings(decoder)
         model.model(**sample.inputs)
         handle.remove()
-        with intervened(decoder, plan):
+        with intervened(model.adapter, model.model, plan):
             ablated, handle = record_embeddings(decoder)  # registered after ours: sees the edited embeddings
             model.model(**sample.inputs)
             handle.remove()
@@ -140,7 +140,7 @@ def test_truncation_keeps_exactly_n_image_tokens(model, noise_image):
         plain, handle = record_embeddings(decoder)
         model.model(**sample.inputs)
         handle.remove()
-        with intervened(decoder, plan):
+        with intervened(model.adapter, model.model, plan):
             kept, handle = record_embeddings(decoder)
             output = model.model(**sample.inputs)
             handle.remove()
