@@ -25,8 +25,8 @@ from analyses.tokens import captured_samples, sample_annotation
 from store import annotation as ann
 from store.schema import FFN_K, FFN_UNIT, LAYER, SAMPLE
 
-# label_coherence's column telling the two samples of cosines apart: "labels" (a key's top labels) or "random"
-# (the baseline); a CSV column named before the schema, not a token kind
+# label_coherence's column telling the two samples of cosines apart: labels (a key's top labels) or random (the
+# baseline). Not a token kind: the name only coincides with schema.KIND, and is kept so label_coherence.csv is unchanged
 COHERENCE_KIND = "kind"
 LAST_ROW = "last"  # prefix_labels' column: the row of the prefix's last stored token
 
