@@ -12,6 +12,7 @@ import xarray as xr
 
 from analyses import neighbours
 from analyses.tokens import image_tokens_of, tokens_to_pixels, unit_vectors_of
+from store.schema import KV_HEAD, LAYER, VALUES
 
 
 def kmeans(vectors: np.ndarray, k: int, spherical: bool = False, seed: int = 0, n_iter: int = 50,
@@ -56,7 +57,7 @@ def co_segment(features: list[np.ndarray], k: int, presence: float = 0.05, image
     return [np.isin(lab, common) for lab in per_image], common
 
 
-def co_segmentation(ds: xr.Dataset, samples: list[int], truth: Callable[[int], np.ndarray], array: str = "values",
+def co_segmentation(ds: xr.Dataset, samples: list[int], truth: Callable[[int], np.ndarray], array: str = VALUES,
                     part: str = "auto", k: int = 8, presence: float = 0.05, image_fraction: float = 0.5,
                     layers: list[int] | None = None, seed: int = 0) -> xr.Dataset:
     """Co-segmentation Jaccard (J_m: mean over images) per (layer, kv_head) for one image set.
@@ -78,7 +79,7 @@ def co_segmentation(ds: xr.Dataset, samples: list[int], truth: Callable[[int], n
                 union = np.logical_or(predicted, mask).sum()
                 scores.append(1.0 if union == 0 else np.logical_and(predicted, mask).sum() / union)
             jaccard[li, hi] = np.mean(scores)
-    return xr.Dataset({"jaccard": (("layer", "kv_head"), jaccard)},
-                      coords={"layer": vectors[0].layer.values, "kv_head": vectors[0].kv_head.values},
+    return xr.Dataset({"jaccard": ((LAYER, KV_HEAD), jaccard)},
+                      coords={LAYER: vectors[0].layer.values, KV_HEAD: vectors[0].kv_head.values},
                       attrs={"array": array, "k": k, "presence": presence, "image_fraction": image_fraction,
                              "n_images": len(samples)})

@@ -28,11 +28,18 @@ class Command(ABC):
     def run(self, options: Any, output: Output) -> None:
         """Compute and write the results of `options` into `output`."""
 
-    def __call__(self, **options: Any) -> list[Path]:
-        chosen = self.Options(**options)
-        output = Output(chosen.out)
-        self.run(chosen, output)
+    def output(self, options: Any) -> Output:
+        """Where the results of `options` go: the folder `options.out`."""
+        return Output(options.out)
+
+    def execute(self, options: Any) -> list[Path]:
+        """Run with an `Options` instance; the paths written, in order."""
+        output = self.output(options)
+        self.run(options, output)
         return output.written
+
+    def __call__(self, **options: Any) -> list[Path]:
+        return self.execute(self.Options(**options))
 
     def add_parser(self, subparsers: Any) -> argparse.ArgumentParser:
         parser = subparsers.add_parser(self.name, aliases=list(self.aliases), help=self.help, description=self.help)

@@ -34,6 +34,7 @@ from analyses.tokens import (
     tokens_to_pixels,
     unit_vectors_of,
 )
+from store.schema import KV_HEAD, LAYER, VALUES
 
 # ---------------------------------------------------------------------------------------------------------
 # semantic correspondence
@@ -67,7 +68,7 @@ def keypoint_pairs(ds: xr.Dataset) -> list[KeypointPair]:
     return pairs
 
 
-def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: str = "values", part: str = "auto",
+def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: str = VALUES, part: str = "auto",
                             alpha: float = 0.1, metric: str = "cosine", layers: list[int] | None = None,
                             device: str = "auto") -> xr.Dataset:
     """PCK@alpha per (layer, kv_head) over all usable keypoints of `pairs`.
@@ -79,7 +80,7 @@ def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: st
     used = unusable = 0
     coords = None
     for pair, src, tgt, src_vectors, tgt_vectors in _pairs_with_vectors(ds, pairs, array, part, layers):
-        coords = coords or {"layer": src_vectors.layer.values, "kv_head": src_vectors.kv_head.values}
+        coords = coords or {LAYER: src_vectors.layer.values, KV_HEAD: src_vectors.kv_head.values}
         rows, gt = _keypoint_tokens(pair, src)
         unusable += len(pair.source_points) - len(rows)
         if not len(rows):
@@ -96,13 +97,13 @@ def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: st
     if correct is None or used == 0:
         raise ValueError("no usable keypoints: pairs need visible keypoints inside image tokens")
     return xr.Dataset(
-        {"pck": (("layer", "kv_head"), correct / used), "n_correct": (("layer", "kv_head"), correct)},
+        {"pck": ((LAYER, KV_HEAD), correct / used), "n_correct": ((LAYER, KV_HEAD), correct)},
         coords=coords, attrs={"alpha": alpha, "array": array, "metric": metric, "n_keypoints": used,
                               "n_unusable": unusable, "n_pairs": len(pairs)},
     )
 
 
-def object_match_rate(ds: xr.Dataset, pairs: list[KeypointPair], array: str = "values", part: str = "auto",
+def object_match_rate(ds: xr.Dataset, pairs: list[KeypointPair], array: str = VALUES, part: str = "auto",
                       metric: str = "cosine", layers: list[int] | None = None, device: str = "auto") -> xr.Dataset:
     """Object-to-object matching per (layer, kv_head): of the source tokens whose centre lies in the source object's
     box, the fraction whose nearest target token (by `metric`) has its centre in the target object's box
@@ -114,7 +115,7 @@ def object_match_rate(ds: xr.Dataset, pairs: list[KeypointPair], array: str = "v
     chance = 0.0
     boxed = [pair for pair in pairs if pair.source_box is not None and pair.target_box is not None]
     for pair, src, tgt, src_vectors, tgt_vectors in _pairs_with_vectors(ds, boxed, array, part, layers):
-        coords = coords or {"layer": src_vectors.layer.values, "kv_head": src_vectors.kv_head.values}
+        coords = coords or {LAYER: src_vectors.layer.values, KV_HEAD: src_vectors.kv_head.values}
         rows = np.flatnonzero(_inside(src.centres, pair.source_box, src.image_size))
         in_target = _inside(tgt.centres, pair.target_box, tgt.image_size)
         if not len(rows):
@@ -126,7 +127,7 @@ def object_match_rate(ds: xr.Dataset, pairs: list[KeypointPair], array: str = "v
         chance += len(rows) * float(in_target.mean())
     if hits is None:
         raise ValueError("no pair has source tokens inside its source object box")
-    return xr.Dataset({"match_rate": (("layer", "kv_head"), hits / n_source), "n_matched": (("layer", "kv_head"), hits)},
+    return xr.Dataset({"match_rate": ((LAYER, KV_HEAD), hits / n_source), "n_matched": ((LAYER, KV_HEAD), hits)},
                       coords=coords, attrs={"chance": chance / n_source, "n_source_tokens": n_source,
                                             "n_pairs": len(boxed), "array": array, "metric": metric})
 
@@ -159,7 +160,7 @@ def _pairs_with_vectors(ds: xr.Dataset, pairs: list[KeypointPair], array: str, p
     (Reading the next batch on a thread while searching the current one was slower on 2 cores: both are CPU-bound.)
     """
     units = as_units(ds[array])
-    per_pair = 2 * 4 * int(np.prod(units.shape[1:])) * (len(layers) / units.sizes["layer"] if layers else 1)
+    per_pair = 2 * 4 * int(np.prod(units.shape[1:])) * (len(layers) / units.sizes[LAYER] if layers else 1)
     size = max(1, int(READ_BYTES // per_pair))
     for start in range(0, len(pairs), size):
         batch = pairs[start : start + size]
@@ -291,7 +292,7 @@ def score_video(predicted: list[np.ndarray], truth: list[np.ndarray]) -> tuple[f
     return float(np.mean(j)) if j else float("nan"), float(np.mean(f)) if f else float("nan")
 
 
-def temporal_correspondence(ds: xr.Dataset, video_list: list[Video], array: str = "values", part: str = "auto",
+def temporal_correspondence(ds: xr.Dataset, video_list: list[Video], array: str = VALUES, part: str = "auto",
                             layers: list[int] | None = None, n_last: int = 7, topk: int = 5, radius: int = 12,
                             temperature: float = 0.1, upsample: str = "bilinear") -> xr.Dataset:
     """J, F and J&F mean per (layer, kv_head), averaged over `video_list`.
@@ -303,7 +304,7 @@ def temporal_correspondence(ds: xr.Dataset, video_list: list[Video], array: str 
     for video in video_list:
         tokens = image_tokens_of(ds, video.frames, part=part)
         vectors = unit_vectors_of(ds, array, tokens, layers)
-        coords = coords or {"layer": vectors[0].layer.values, "kv_head": vectors[0].kv_head.values}
+        coords = coords or {LAYER: vectors[0].layer.values, KV_HEAD: vectors[0].kv_head.values}
         n_labels = int(max(m.max() for m in video.masks)) + 1
         first = labels_to_tokens(tokens[0], video.masks[0], n_labels)
         shape = vectors[0].shape[:2]
@@ -320,7 +321,7 @@ def temporal_correspondence(ds: xr.Dataset, video_list: list[Video], array: str 
     if not scores_j:
         raise ValueError("no videos: frames need ground-truth masks (see analyses.correspondence.videos)")
     j_mean, f_mean = np.mean(scores_j, axis=0), np.mean(scores_f, axis=0)
-    dims = ("layer", "kv_head")
+    dims = (LAYER, KV_HEAD)
     return xr.Dataset({"J": (dims, j_mean), "F": (dims, f_mean), "JF": (dims, (j_mean + f_mean) / 2)}, coords=coords,
                       attrs={"array": array, "n_videos": len(scores_j), "n_last": n_last, "topk": topk,
                              "radius": radius, "temperature": temperature, "upsample": upsample})

@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 
 from analyses.tokens import captured_samples
-from store.schema import TokenKind
+from store.schema import D_MODEL, SAMPLE, TOKEN, TokenKind
 
 TEXT_SETS = ("after_image", "all")
 
@@ -24,8 +24,8 @@ def text_mask(ds: xr.Dataset, text: str = "after_image") -> xr.DataArray:
     if text != "after_image":
         raise ValueError(f"unknown text set {text!r} (choose from {', '.join(TEXT_SETS)})")
     is_image = ds.kind.isin([TokenKind.IMAGE, TokenKind.IMAGE_NEWLINE])
-    index = xr.DataArray(np.arange(ds.sizes["token"]), dims="token")
-    last_image = index.where(is_image).max("token")
+    index = xr.DataArray(np.arange(ds.sizes[TOKEN]), dims=TOKEN)
+    last_image = index.where(is_image).max(TOKEN)
     return is_text & (index > last_image)
 
 
@@ -37,20 +37,20 @@ def cosine_curve(ds: xr.Dataset, text: str = "after_image") -> xr.DataArray:
     samples = captured_samples(ds)
     ds = ds.isel(sample=samples)
     hidden = ds.hidden.astype(np.float32)
-    unit = hidden / np.maximum(np.sqrt((hidden**2).sum("d_model")), 1e-12)
+    unit = hidden / np.maximum(np.sqrt((hidden**2).sum(D_MODEL)), 1e-12)
     image = ds.kind == TokenKind.IMAGE
     texts = text_mask(ds, text)
-    image_mean = unit.where(image).mean("token")
-    text_mean = unit.where(texts).mean("token")
-    return (image_mean * text_mean).sum("d_model", min_count=1).rename("cosine")
+    image_mean = unit.where(image).mean(TOKEN)
+    text_mean = unit.where(texts).mean(TOKEN)
+    return (image_mean * text_mean).sum(D_MODEL, min_count=1).rename("cosine")
 
 
 def summarise(curve: xr.DataArray) -> xr.Dataset:
     """Mean, standard deviation and quartiles over samples of a (sample, stream) curve (loaded here)."""
     curve = curve.load()
     return xr.Dataset({
-        "mean": curve.mean("sample"), "std": curve.std("sample"),
-        "q25": curve.quantile(0.25, "sample").drop_vars("quantile"),
-        "q75": curve.quantile(0.75, "sample").drop_vars("quantile"),
-        "n_samples": curve.notnull().sum("sample"),
+        "mean": curve.mean(SAMPLE), "std": curve.std(SAMPLE),
+        "q25": curve.quantile(0.25, SAMPLE).drop_vars("quantile"),
+        "q75": curve.quantile(0.75, SAMPLE).drop_vars("quantile"),
+        "n_samples": curve.notnull().sum(SAMPLE),
     })

@@ -22,6 +22,13 @@ import xarray as xr
 
 from analyses.lens import Lens, matches
 from analyses.tokens import captured_samples, sample_annotation
+from store import annotation as ann
+from store.schema import FFN_K, FFN_UNIT, LAYER, SAMPLE
+
+# label_coherence's column telling the two samples of cosines apart: labels (a key's top labels) or random (the
+# baseline). Not a token kind: the name only coincides with schema.KIND, and is kept so label_coherence.csv is unchanged
+COHERENCE_KIND = "kind"
+LAST_ROW = "last"  # prefix_labels' column: the row of the prefix's last stored token
 
 
 def prefix_labels(ds: xr.Dataset) -> pd.DataFrame:
@@ -30,11 +37,11 @@ def prefix_labels(ds: xr.Dataset) -> pd.DataFrame:
     rows = []
     for sample in captured_samples(ds):
         annotation = sample_annotation(ds, sample)
-        label = (annotation.get("object") or {}).get("label") or annotation.get("label")
+        label = (annotation.get(ann.OBJECT) or {}).get(ann.LABEL) or annotation.get(ann.LABEL)
         if label is None:
             continue
-        rows.append({"sample": int(sample), "label": str(label), "next_token_id": annotation.get("next_token_id"),
-                     "last": int(ds.n_tokens.values[sample]) - 1})
+        rows.append({SAMPLE: int(sample), ann.LABEL: str(label), ann.NEXT_TOKEN_ID: annotation.get(ann.NEXT_TOKEN_ID),
+                     LAST_ROW: int(ds.n_tokens.values[sample]) - 1})
     if not rows:
         raise ValueError("no labelled samples: capture bbox visual prefixes (--samples annotations --template bbox "
                          "--visual-prefix)")
@@ -43,11 +50,11 @@ def prefix_labels(ds: xr.Dataset) -> pd.DataFrame:
 
 def top_keys(ds: xr.Dataset, prefixes: pd.DataFrame, n_keys: int = 3) -> xr.DataArray:
     """(sample, layer, rank) indices of the `n_keys` largest FFN coefficients at each prefix's last position."""
-    if n_keys > ds.sizes["ffn_k"]:
-        raise ValueError(f"the store keeps the top {ds.sizes['ffn_k']} coefficients; asked for {n_keys}")
-    index = ds.ffn_topk_index.isel(sample=xr.DataArray(prefixes["sample"].values, dims="prefix"),
-                                   token=xr.DataArray(prefixes["last"].values, dims="prefix"))
-    return index.isel(ffn_k=slice(0, n_keys)).rename(ffn_k="rank").compute()  # stored largest first
+    if n_keys > ds.sizes[FFN_K]:
+        raise ValueError(f"the store keeps the top {ds.sizes[FFN_K]} coefficients; asked for {n_keys}")
+    index = ds.ffn_topk_index.isel(sample=xr.DataArray(prefixes[SAMPLE].values, dims="prefix"),
+                                   token=xr.DataArray(prefixes[LAST_ROW].values, dims="prefix"))
+    return index.isel({FFN_K: slice(0, n_keys)}).rename({FFN_K: "rank"}).compute()  # stored largest first
 
 
 def key_labels(keys: xr.DataArray, labels: list[str]) -> pd.DataFrame:
@@ -61,7 +68,7 @@ def key_labels(keys: xr.DataArray, labels: list[str]) -> pd.DataFrame:
                 owners.setdefault(int(key), []).append(label)
         for key, owned in owners.items():
             counts = Counter(owned).most_common(3)
-            rows.append({"layer": int(layer), "key": key, "n_prefixes": len(owned),
+            rows.append({LAYER: int(layer), "key": key, "n_prefixes": len(owned),
                          "top_labels": [c[0] for c in counts], "shares": [c[1] / len(owned) for c in counts]})
     return pd.DataFrame(rows)
 
@@ -83,9 +90,11 @@ def label_coherence(table: pd.DataFrame, embeddings: dict[str, np.ndarray], seed
         real = np.stack([embeddings[label] for label in record.top_labels])
         drawn = rng.choice(len(vocabulary), size=len(record.top_labels), replace=len(vocabulary) < len(record.top_labels))
         random = np.stack([embeddings[vocabulary[i]] for i in drawn])
-        rows += [{"layer": record.layer, "key": record.key, "kind": "labels", "cosine": c} for c in pairwise_cosine(real)]
-        rows += [{"layer": record.layer, "key": record.key, "kind": "random", "cosine": c} for c in pairwise_cosine(random)]
-    return pd.DataFrame(rows, columns=["layer", "key", "kind", "cosine"])
+        rows += [{LAYER: record.layer, "key": record.key, COHERENCE_KIND: "labels", "cosine": c}
+                 for c in pairwise_cosine(real)]
+        rows += [{LAYER: record.layer, "key": record.key, COHERENCE_KIND: "random", "cosine": c}
+                 for c in pairwise_cosine(random)]
+    return pd.DataFrame(rows, columns=[LAYER, "key", COHERENCE_KIND, "cosine"])
 
 
 def value_logits(lens: Lens, down_proj: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -102,7 +111,7 @@ def value_agreement(keys: xr.DataArray, prefixes: pd.DataFrame, lens: Lens, down
     embedding cosine between the value's top token and the label; `*_random` the same for random value vectors
     (uniformly drawn FFN units). Needs the label embeddings `embeddings` for the cosines."""
     rng = np.random.default_rng(seed)
-    n_units = down_proj.sizes["ffn_unit"]
+    n_units = down_proj.sizes[FFN_UNIT]
     layers = keys.layer.values
     out = {name: np.zeros(len(layers)) for name in ("agreement", "agreement_random", "cosine", "cosine_random")}
     for li, layer in enumerate(layers):
@@ -125,7 +134,7 @@ def value_agreement(keys: xr.DataArray, prefixes: pd.DataFrame, lens: Lens, down
                         cosines.append(_cosine(_embed_one(embeddings, word), embeddings[row.label]))
             out[f"agreement{kind}"][li] = np.mean(agree)
             out[f"cosine{kind}"][li] = np.mean(cosines) if cosines else np.nan
-    return xr.Dataset({k: ("layer", v) for k, v in out.items()}, coords={"layer": layers},
+    return xr.Dataset({k: (LAYER, v) for k, v in out.items()}, coords={LAYER: layers},
                       attrs={"top": top, "n_prefixes": len(prefixes)})
 
 
@@ -145,7 +154,7 @@ def coherent_pairs(table: pd.DataFrame, coherence: pd.DataFrame, lens: Lens, dow
                    min_cosine: float = 0.5, min_prefixes: int = 3, top: int = 3) -> pd.DataFrame:
     """Table 4 style: keys whose top labels are coherent (mean pairwise cosine >= `min_cosine`, at least
     `min_prefixes` prefixes) and whose value's top-`top` tokens name one of those labels."""
-    mean_cosine = coherence[coherence.kind == "labels"].groupby(["layer", "key"]).cosine.mean()
+    mean_cosine = coherence[coherence[COHERENCE_KIND] == "labels"].groupby([LAYER, "key"]).cosine.mean()
     rows = []
     for record in table.itertuples():
         score = mean_cosine.get((record.layer, record.key))

@@ -9,6 +9,8 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
+from store.schema import KV_HEAD, LAYER
+
 
 def token_norms(by_kind: xr.DataArray, registers: xr.DataArray, title: str) -> Figure:
     """Mean hidden-state norm per stream and token kind (left), high-norm image token fraction (right)."""
@@ -44,14 +46,14 @@ def variance_histogram(variance: xr.DataArray, threshold: dict, bins: int = 30) 
 
 def variance_heatmap(variance: xr.DataArray, threshold: float) -> Figure:
     """(layer x KV head) heatmap of key variance, input-agnostic keys outlined (Liu et al. Fig. 15)."""
-    size = (max(3.5, 0.5 * variance.sizes["kv_head"] + 2), max(3.0, 0.22 * variance.sizes["layer"] + 1.5))
+    size = (max(3.5, 0.5 * variance.sizes[KV_HEAD] + 2), max(3.0, 0.22 * variance.sizes[LAYER] + 1.5))
     figure, axis = plt.subplots(figsize=size)
     image = axis.imshow(variance.values, aspect="auto", cmap="viridis", origin="lower")
     for li, hi in np.argwhere(variance.values < threshold):
         axis.add_patch(plt.Rectangle((hi - 0.5, li - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
-    axis.set_xticks(range(variance.sizes["kv_head"]), [str(h) for h in variance.kv_head.values])
-    axis.set_yticks(range(variance.sizes["layer"]), [str(v) for v in variance.layer.values])
-    axis.set(xlabel="KV head", ylabel="layer", title="Key variance (red: input-agnostic)")
+    axis.set_xticks(range(variance.sizes[KV_HEAD]), [str(h) for h in variance.kv_head.values])
+    axis.set_yticks(range(variance.sizes[LAYER]), [str(v) for v in variance.layer.values])
+    axis.set(xlabel="KV head", ylabel=LAYER, title="Key variance (red: input-agnostic)")
     figure.colorbar(image, ax=axis, label="variance")
     figure.tight_layout()
     return figure
@@ -88,18 +90,18 @@ def layer_head_scores(scores: xr.DataArray, ylabel: str, title: str, baseline: f
     """Liu et al. Fig. 2 style: max over heads per layer (top), every head's score per layer (bottom)."""
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True, height_ratios=(1, 1.4))
     layers = scores.layer.values
-    top.plot(layers, scores.max("kv_head").values, marker="o", color="#4c72b0", label="max over heads")
+    top.plot(layers, scores.max(KV_HEAD).values, marker="o", color="#4c72b0", label="max over heads")
     if baseline is not None:
         top.axhline(baseline, color="#c44e52", linestyle="--", label="baseline")
     top.set(ylabel=f"max {ylabel}", title=title)
     top.legend()
     for head in scores.kv_head.values:
         bottom.scatter(layers, scores.sel(kv_head=head).values, s=14, label=f"head {head}")
-    bottom.plot(layers, scores.mean("kv_head").values, color="black", linewidth=1, label="mean")
-    bottom.set(xlabel="layer", ylabel=ylabel)
+    bottom.plot(layers, scores.mean(KV_HEAD).values, color="black", linewidth=1, label="mean")
+    bottom.set(xlabel=LAYER, ylabel=ylabel)
     if len(layers) <= 40:
         bottom.set_xticks([int(v) for v in layers])
-    if scores.sizes["kv_head"] <= 8:
+    if scores.sizes[KV_HEAD] <= 8:
         bottom.legend(ncol=4, fontsize="small")
     figure.tight_layout()
     return figure
@@ -119,12 +121,7 @@ def cosine_curves(curves: dict[str, xr.Dataset]) -> Figure:
     return figure
 
 
-def save(figure: Figure, path) -> None:
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def per_layer_lines(series: dict[str, xr.DataArray], ylabel: str, title: str, xlabel: str = "layer") -> Figure:
+def per_layer_lines(series: dict[str, xr.DataArray], ylabel: str, title: str, xlabel: str = LAYER) -> Figure:
     """One line per named series over its single dimension (layer or stream)."""
     figure, axis = plt.subplots(figsize=(6.5, 4))
     for label, values in series.items():
@@ -169,7 +166,7 @@ def coherence_violins(coherence, title: str) -> Figure:
         axis.scatter([i + offset for i in keep], [np.mean(data[i]) for i in keep], color="black", s=10, zorder=3)
         axis.plot([], [], color=colour, linewidth=6, label=kind)
     axis.set_xticks(range(len(layers)), [str(v) for v in layers])
-    axis.set(xlabel="layer", ylabel="pairwise cosine of top-3 labels", title=title)
+    axis.set(xlabel=LAYER, ylabel="pairwise cosine of top-3 labels", title=title)
     axis.legend()
     figure.tight_layout()
     return figure
@@ -179,8 +176,8 @@ def layer_token_heatmap(values: xr.DataArray, kinds: np.ndarray, title: str) -> 
     """(layer x token) heatmap of one sample's norm-based attention, token kinds marked underneath."""
     figure, (top, strip) = plt.subplots(2, 1, figsize=(10, 4), height_ratios=(1, 0.08), sharex=True)
     image = top.imshow(values.values, aspect="auto", cmap="magma", origin="lower", interpolation="nearest")
-    top.set_yticks(range(values.sizes["layer"]), [str(v) for v in values.layer.values])
-    top.set(ylabel="layer", title=title)
+    top.set_yticks(range(values.sizes[LAYER]), [str(v) for v in values.layer.values])
+    top.set(ylabel=LAYER, title=title)
     figure.colorbar(image, ax=[top, strip], label="||alpha f(x)||")
     strip.imshow(kinds[None, :], aspect="auto", cmap="tab10", vmin=-1, vmax=8, interpolation="nearest")
     strip.set_yticks([])

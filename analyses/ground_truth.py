@@ -13,6 +13,8 @@ import xarray as xr
 
 from analyses.correspondence import load_mask
 from analyses.tokens import sample_annotation
+from store import annotation as ann
+from store.config import CaptureConfig
 
 COCO_DATASETS = ("coco", "synthetic-coco")
 
@@ -28,25 +30,28 @@ def _coco(instances_path: str):
 def object_masks(ds: xr.Dataset, sample: int) -> dict[str, np.ndarray]:
     """Binary (H, W) masks of sample's image 0 by label: COCO categories (union of their instances), or a
     manifest record's `masks` file (each non-zero id as label "1", "2", ...)."""
-    config = ds.attrs["capture_config"]
+    config = CaptureConfig.of(ds.attrs)
     annotation = sample_annotation(ds, sample)
-    if config["dataset"] in COCO_DATASETS:
-        root = Path(config["data_root"])
-        path = root / "annotations" / f"instances_{config['split']}.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"COCO annotations {path} (from the store's data_root) not found")
-        coco = _coco(str(path))
-        image_id = int(annotation["image_id"])
-        masks: dict[str, np.ndarray] = {}
-        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=None)):
-            name = coco.loadCats(ann["category_id"])[0]["name"]
-            mask = coco.annToMask(ann).astype(bool)
-            masks[name] = masks[name] | mask if name in masks else mask
-        return masks
-    masks_path = annotation.get("masks")
+    if config.dataset in COCO_DATASETS:
+        return _coco_masks(config, annotation)
+    masks_path = annotation.get(ann.MASKS)
     if isinstance(masks_path, list):
         masks_path = masks_path[0]
     if not masks_path:
         return {}
     ids = load_mask(masks_path)
     return {str(i): ids == i for i in np.unique(ids) if i != 0}
+
+
+def _coco_masks(config: CaptureConfig, annotation: dict) -> dict[str, np.ndarray]:
+    """The instance masks of the annotation's COCO image, united per category name."""
+    path = Path(config.data_root) / "annotations" / f"instances_{config.split}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"COCO annotations {path} (from the store's data_root) not found")
+    coco = _coco(str(path))
+    masks: dict[str, np.ndarray] = {}
+    for instance in coco.loadAnns(coco.getAnnIds(imgIds=int(annotation[ann.IMAGE_ID]), iscrowd=None)):
+        name = coco.loadCats(instance["category_id"])[0]["name"]
+        mask = coco.annToMask(instance).astype(bool)
+        masks[name] = masks[name] | mask if name in masks else mask
+    return masks

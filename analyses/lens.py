@@ -15,7 +15,18 @@ import ml_dtypes
 import numpy as np
 import xarray as xr
 
-from store.schema import ATTR_NORM_EPS, ATTR_NORM_KIND, LENS_NORM_WEIGHT, LENS_UNEMBEDDING, LENS_UNEMBEDDING_BIAS, LENS_VOCABULARY
+from store.schema import (
+    ATTR_NORM_EPS,
+    ATTR_NORM_KIND,
+    D_MODEL,
+    LENS_NORM_WEIGHT,
+    LENS_UNEMBEDDING,
+    LENS_UNEMBEDDING_BIAS,
+    LENS_VOCABULARY,
+    STREAM,
+    TOKEN,
+    TOKEN_ID,
+)
 
 RMS_NORMS = ("RMSNorm",)  # class-name suffix of the supported final norms (Qwen2RMSNorm, LlamaRMSNorm, ...)
 DTYPES = {"bfloat16": np.dtype(ml_dtypes.bfloat16), "float16": np.dtype(np.float16), "float32": np.dtype(np.float32)}
@@ -73,17 +84,16 @@ def top_tokens(hidden: np.ndarray, lens: Lens, k: int = 5, block: int = 256) -> 
 def logit_lens(hidden: xr.DataArray, lens: Lens, k: int = 5, block_tokens: int = 64) -> xr.Dataset:
     """Top-k decoded tokens of every hidden state in `hidden` (dims ..., token, d_model): `token_id` and `logit`
     (..., token, k), lazy. Each dask task holds at most `block_tokens` x vocab logits."""
-    hidden = hidden.chunk({d: 1 for d in hidden.dims if d not in ("token", "d_model")} | {"token": block_tokens,
-                                                                                         "d_model": -1})
+    hidden = hidden.chunk({d: 1 for d in hidden.dims if d not in (TOKEN, D_MODEL)} | {TOKEN: block_tokens, D_MODEL: -1})
 
     def block_top(x: np.ndarray) -> np.ndarray:
         ids, values = top_tokens(x, lens, k, block_tokens)
         return np.stack([ids.astype(np.float64), values.astype(np.float64)], axis=-2)
 
-    both = xr.apply_ufunc(block_top, hidden, input_core_dims=[["d_model"]], output_core_dims=[["field", "k"]],
+    both = xr.apply_ufunc(block_top, hidden, input_core_dims=[[D_MODEL]], output_core_dims=[["field", "k"]],
                           dask="parallelized", output_dtypes=[np.float64],
                           dask_gufunc_kwargs={"output_sizes": {"field": 2, "k": k}})
-    return xr.Dataset({"token_id": both.isel(field=0).astype(np.int64), "logit": both.isel(field=1).astype(np.float32)})
+    return xr.Dataset({TOKEN_ID: both.isel(field=0).astype(np.int64), "logit": both.isel(field=1).astype(np.float32)})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -162,7 +172,7 @@ def object_hit_rate(decoded: dict[int, tuple[object, np.ndarray]], lens: Lens, m
             hits += np.vectorize(lambda w, label=label: matches(w, label))(words).sum(axis=1)
             total += int(overlap.sum())
     rate = hits / max(total, 1)
-    return xr.Dataset({"hit_rate": ("stream", rate)}, coords={"stream": streams},
+    return xr.Dataset({"hit_rate": (STREAM, rate)}, coords={STREAM: streams},
                       attrs={"n_object_tokens": total, "best_stream": int(streams[int(np.argmax(rate))]) if total else -1})
 
 
@@ -174,5 +184,5 @@ def caption_scores(decoded: dict[int, tuple[object, np.ndarray]], lens: Lens, ca
     for row, (sample, (_, ids)) in enumerate(decoded.items()):
         for s in range(len(streams)):
             precision[row, s], recall[row, s] = precision_recall(list(lens.vocabulary[ids[s, :, 0]]), captions.get(sample, []))
-    return xr.Dataset({"precision": ("stream", np.nanmean(precision, axis=0)), "recall": ("stream", np.nanmean(recall, axis=0))},
-                      coords={"stream": streams}, attrs={"n_samples": len(decoded)})
+    return xr.Dataset({"precision": (STREAM, np.nanmean(precision, axis=0)), "recall": (STREAM, np.nanmean(recall, axis=0))},
+                      coords={STREAM: streams}, attrs={"n_samples": len(decoded)})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from store.schema import ATTENTION_LAST, LENS_O_PROJ
+from store.schema import ATTENTION_LAST, KIND, LAYER, LENS_O_PROJ, SAMPLE, TOKEN, VALUES, TokenKind
 
 
 def token_contributions(attention: np.ndarray, values: np.ndarray, o_proj: np.ndarray) -> np.ndarray:
@@ -33,33 +33,31 @@ def norm_based_attention(ds: xr.Dataset, lens: xr.Dataset, samples: list[int] | 
     weight summed over heads, for comparison), NaN on padding slots."""
     if ATTENTION_LAST not in ds or LENS_O_PROJ not in lens:
         raise ValueError("the store has no attention rows: capture with --attention-last")
-    samples = list(range(ds.sizes["sample"])) if samples is None else samples
+    samples = list(range(ds.sizes[SAMPLE])) if samples is None else samples
     o_proj = {int(layer): np.asarray(lens[LENS_O_PROJ].sel(layer=layer).values, np.float32) for layer in ds.layer.values}
-    norms = np.full((len(samples), ds.sizes["layer"], ds.sizes["token"]), np.nan, np.float32)
+    norms = np.full((len(samples), ds.sizes[LAYER], ds.sizes[TOKEN]), np.nan, np.float32)
     weights = np.full_like(norms, np.nan)
     for row, sample in enumerate(samples):
         n = int(ds.n_tokens.values[sample])
         attention = np.asarray(ds[ATTENTION_LAST].isel(sample=sample, token=slice(0, n)).values, np.float32)
-        values = np.asarray(ds["values"].isel(sample=sample, token=slice(0, n)).values, np.float32)
+        values = np.asarray(ds[VALUES].isel(sample=sample, token=slice(0, n)).values, np.float32)
         for li, layer in enumerate(ds.layer.values):
             norms[row, li, :n] = token_contributions(attention[li], values[li], o_proj[int(layer)])
             weights[row, li, :n] = attention[li].sum(axis=0)
-    coords = {"sample": samples, "layer": ds.layer.values}
-    dims = ("sample", "layer", "token")
+    coords = {SAMPLE: samples, LAYER: ds.layer.values}
+    dims = (SAMPLE, LAYER, TOKEN)
     return xr.Dataset({"norm": (dims, norms), "weight": (dims, weights)}, coords=coords)
 
 
 def by_kind(result: xr.Dataset, kind: xr.DataArray) -> xr.Dataset:
     """Mean share of the last position's norm-based attention (and weight) going to each token kind, per layer."""
-    from store.schema import TokenKind
-
     kinds = kind.sel(sample=result.sample).compute()  # a small table; `result` is in memory too
     shares = {}
-    total_norm = result.norm.sum("token")
+    total_norm = result.norm.sum(TOKEN)
     for token_kind in (TokenKind.TEXT, TokenKind.SPECIAL, TokenKind.IMAGE, TokenKind.IMAGE_NEWLINE):
         mask = kinds == token_kind
         shares[token_kind.name.lower()] = xr.Dataset({
-            "norm_share": (result.norm.where(mask).sum("token") / total_norm).mean("sample"),
-            "weight_share": result.weight.where(mask).sum("token").mean("sample"),
+            "norm_share": (result.norm.where(mask).sum(TOKEN) / total_norm).mean(SAMPLE),
+            "weight_share": result.weight.where(mask).sum(TOKEN).mean(SAMPLE),
         })
-    return xr.concat(list(shares.values()), dim=xr.DataArray(list(shares), dims="kind", name="kind"))
+    return xr.concat(list(shares.values()), dim=xr.DataArray(list(shares), dims=KIND, name=KIND))

@@ -62,6 +62,7 @@ class Output:
         return path
 
     def markdown(self, name: str, text: str) -> Path:
+        """Markdown text as it is (see `markdown_table`)."""
         path = self.path(name)
         path.write_text(text)
         return path

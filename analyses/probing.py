@@ -32,14 +32,14 @@ from analyses.tokens import (
     unit_vectors,
     unit_vectors_of,
 )
-from store.schema import TokenKind
+from store.schema import KV_HEAD, LAYER, VALUES, TokenKind
 
 Truth = Callable[[int], np.ndarray]  # sample -> (H, W) bool foreground of its image 0
 
 
 def _grid(vectors: xr.DataArray, values: np.ndarray, name: str, attrs: dict) -> xr.DataArray:
-    return xr.DataArray(values, dims=("layer", "kv_head"),
-                        coords={"layer": vectors.layer.values, "kv_head": vectors.kv_head.values}, name=name, attrs=attrs)
+    return xr.DataArray(values, dims=(LAYER, KV_HEAD),
+                        coords={LAYER: vectors.layer.values, KV_HEAD: vectors.kv_head.values}, name=name, attrs=attrs)
 
 
 class IoU:
@@ -64,7 +64,7 @@ def _pixels(tokens: ImageTokens, foreground: np.ndarray, shape: tuple[int, int])
     return tokens_to_pixels(tokens, foreground[:, None].astype(np.float64), *shape, order=0)[..., 0] > 0.5
 
 
-def linear_probe_segmentation(ds: xr.Dataset, support: list[int], query: list[int], truth: Truth, array: str = "values",
+def linear_probe_segmentation(ds: xr.Dataset, support: list[int], query: list[int], truth: Truth, array: str = VALUES,
                               part: str = "auto", layers: list[int] | None = None, C: float = 1.0,
                               seed: int = 0) -> xr.Dataset:
     """Few-shot foreground segmentation with a linear probe per (layer, kv_head): foreground / background IoU
@@ -107,7 +107,7 @@ def final_text_token(ds: xr.Dataset, sample: int) -> int:
 
 
 def text_segmentation(image_ds: xr.Dataset, samples: list[int], text_ds: xr.Dataset, text_sample: Callable[[int], int],
-                      truth: Truth, array: str = "values", part: str = "auto", layers: list[int] | None = None) -> xr.Dataset:
+                      truth: Truth, array: str = VALUES, part: str = "auto", layers: list[int] | None = None) -> xr.Dataset:
     """Segmentation by dot product with a text token's value, per (layer, kv_head): `text_sample(s)` is the sample of
     `text_ds` (a text-only capture of the class name / expression) whose final text token segments image sample s."""
     iou: dict[tuple[int, int], IoU] = {}
@@ -156,7 +156,7 @@ def choice_trials(ds: xr.Dataset) -> list[ChoiceTrial]:
     return trials
 
 
-def paired_choice(ds: xr.Dataset, trials: list[ChoiceTrial], array: str = "values", part: str = "auto",
+def paired_choice(ds: xr.Dataset, trials: list[ChoiceTrial], array: str = VALUES, part: str = "auto",
                   layers: list[int] | None = None) -> xr.Dataset:
     """Accuracy per (layer, kv_head) of choosing the candidate whose mean-pooled image values are most
     cosine-similar to the reference's."""

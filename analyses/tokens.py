@@ -7,7 +7,6 @@ positions, pixel footprints and per-(layer, head) vectors, and move labels betwe
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import dask
@@ -15,10 +14,33 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from store.schema import ImagePart, SampleStatus, TokenKind
+from store import annotation as ann
+from store.schema import (
+    ANNOTATION,
+    D_MODEL,
+    GRID_COL,
+    GRID_ROW,
+    HEAD_DIM,
+    HIDDEN,
+    IMAGE_HEIGHT,
+    IMAGE_INDEX,
+    IMAGE_PART,
+    IMAGE_WIDTH,
+    KEYS,
+    KEYS_PREROPE,
+    KIND,
+    KV_HEAD,
+    LAYER,
+    STREAM,
+    TOKEN_BOX,
+    VALUES,
+    ImagePart,
+    SampleStatus,
+    TokenKind,
+)
 
-PER_HEAD_ARRAYS = ("keys", "values", "keys_prerope")
-UNIT_DIMS = ("layer", "kv_head")
+PER_HEAD_ARRAYS = (KEYS, VALUES, KEYS_PREROPE)
+FEATURE = "feature"  # the vector dimension of `as_units` (head_dim, or d_model for hidden states)
 
 
 @dataclass(frozen=True)
@@ -54,7 +76,7 @@ def captured_samples(ds: xr.Dataset) -> np.ndarray:
 
 def sample_annotation(ds: xr.Dataset, sample: int) -> dict:
     """The JSON annotation a sample was captured with (dataset ids, captions, objects, keypoints, ...)."""
-    return json.loads(str(ds.annotation.values[sample]) or "{}")
+    return ann.parse(str(ds[ANNOTATION].values[sample]))
 
 
 def n_images(ds: xr.Dataset, sample: int) -> int:
@@ -62,7 +84,7 @@ def n_images(ds: xr.Dataset, sample: int) -> int:
     return int((ds.image_height.values[sample] > 0).sum())
 
 
-TOKEN_FIELDS = ["kind", "image_index", "image_part", "grid_row", "grid_col", "token_box", "image_height", "image_width"]
+TOKEN_FIELDS = [KIND, IMAGE_INDEX, IMAGE_PART, GRID_ROW, GRID_COL, TOKEN_BOX, IMAGE_HEIGHT, IMAGE_WIDTH]
 
 
 def image_tokens(ds: xr.Dataset, sample: int, image: int = 0, part: str | int = "auto") -> ImageTokens:
@@ -120,9 +142,9 @@ def unit_vectors_of(ds: xr.Dataset, array: str, token_sets: list[ImageTokens],
 def as_units(array: xr.DataArray) -> xr.DataArray:
     """`array` with dims (sample, layer, kv_head, token, feature), whatever array of the store it is."""
     if array.name in PER_HEAD_ARRAYS:
-        return array.rename(head_dim="feature")
-    if array.name == "hidden":
-        return array.rename(stream="layer", d_model="feature").expand_dims(kv_head=[0], axis=2)
+        return array.rename({HEAD_DIM: FEATURE})
+    if array.name == HIDDEN:
+        return array.rename({STREAM: LAYER, D_MODEL: FEATURE}).expand_dims({KV_HEAD: [0]}, axis=2)
     raise ValueError(f"array {array.name!r} has no per-token vectors (use keys, values, keys_prerope or hidden)")
 
 

@@ -9,21 +9,35 @@ base view, which every family lays out at the same sequence positions for a give
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import dask.array as da
 import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from analyses.tokens import as_units, captured_samples
-from store.schema import ImagePart, TokenKind
+from analyses.tokens import FEATURE, as_units, captured_samples
+from store.schema import (
+    GRID_COL,
+    GRID_ROW,
+    IMAGE_INDEX,
+    IMAGE_PART,
+    KEYS,
+    KIND,
+    KV_HEAD,
+    LAYER,
+    SAMPLE,
+    TOKEN,
+    ImagePart,
+    TokenKind,
+)
 
 THRESHOLD_METHODS = ("otsu", "valley")
 # Liu et al. group LLaVA-OneVision-7B's 28 layers as 8 early, 10 middle, 10 late.
 PAPER_GROUP_FRACTIONS = (8 / 28, 10 / 28)
+# The key list (`input_agnostic_keys`, written as input_agnostic_keys.json and read by interventions.spec):
+FLAGGED_BY_GROUP = KEYS  # {group: [{layer, kv_head, variance}, ...]}
+ALL_FLAGGED = "all"  # [[layer, kv_head], ...] of every group
 
 
 def matched_positions(ds: xr.Dataset, part: ImagePart | None = ImagePart.BASE) -> tuple[np.ndarray, np.ndarray, list]:
@@ -32,7 +46,7 @@ def matched_positions(ds: xr.Dataset, part: ImagePart | None = ImagePart.BASE) -
     samples = captured_samples(ds)
     if len(samples) < 2:
         raise ValueError("key variance needs at least 2 captured samples")
-    table = ds[["kind", "image_index", "image_part", "grid_row", "grid_col"]].isel(sample=samples).compute()
+    table = ds[[KIND, IMAGE_INDEX, IMAGE_PART, GRID_ROW, GRID_COL]].isel(sample=samples).compute()
     image = (table.kind.values == TokenKind.IMAGE) & (table.image_index.values == 0)
     if part is not None:
         image &= table.image_part.values == part
@@ -55,11 +69,11 @@ def matched_positions(ds: xr.Dataset, part: ImagePart | None = ImagePart.BASE) -
     return samples, positions, cells
 
 
-def key_variance(ds: xr.Dataset, array: str = "keys", part: ImagePart | None = ImagePart.BASE) -> xr.DataArray:
+def key_variance(ds: xr.Dataset, array: str = KEYS, part: ImagePart | None = ImagePart.BASE) -> xr.DataArray:
     """L2 variance across samples of each (layer, kv_head)'s image keys: (layer, kv_head) float64, lazy.
 
     Variance per dimension across samples at each matched position, summed over head_dim, then averaged
-    over positions. `array` may be "keys" (post-RoPE, as cached), "keys_prerope" or "values".
+    over positions. `array` may be `keys` (post-RoPE, as cached), `keys_prerope` or `values`.
     """
     samples, positions, _ = matched_positions(ds, part)
     data = as_units(ds[array])
@@ -68,15 +82,15 @@ def key_variance(ds: xr.Dataset, array: str = "keys", part: ImagePart | None = I
         contiguous = np.array_equal(first, np.arange(first[0], first[0] + len(first)))
         tokens = data.isel(sample=samples, token=slice(first[0], first[0] + len(first)) if contiguous else first)
     else:
-        tokens = data.isel(sample=xr.DataArray(samples, dims="sample"),
-                           token=xr.DataArray(positions, dims=("sample", "cell")))
-        tokens = tokens.rename(cell="token")
-    tokens = tokens.transpose("sample", "layer", "kv_head", "token", "feature")
+        tokens = data.isel(sample=xr.DataArray(samples, dims=SAMPLE),
+                           token=xr.DataArray(positions, dims=(SAMPLE, "cell")))
+        tokens = tokens.rename(cell=TOKEN)
+    tokens = tokens.transpose(SAMPLE, LAYER, KV_HEAD, TOKEN, FEATURE)
     sums = _shifted_sums(tokens.data)  # (2, layer, kv_head, token, feature)
-    n = tokens.sizes["sample"]
+    n = tokens.sizes[SAMPLE]
     per_position = xr.DataArray(sums[1] / n - (sums[0] / n) ** 2, dims=tokens.dims[1:],
-                                coords={d: tokens.coords[d] for d in ("layer", "kv_head") if d in tokens.coords})
-    return per_position.sum("feature").mean("token").rename("key_variance").assign_attrs(
+                                coords={d: tokens.coords[d] for d in (LAYER, KV_HEAD) if d in tokens.coords})
+    return per_position.sum(FEATURE).mean(TOKEN).rename("key_variance").assign_attrs(
         array=array, n_samples=len(samples), n_positions=positions.shape[1])
 
 
@@ -190,7 +204,7 @@ def layer_groups(layers: list[int], boundaries: tuple[int, int] | None = None) -
 def input_agnostic_keys(variance: xr.DataArray, threshold: Threshold,
                         groups: dict[str, list[int]] | None = None) -> dict:
     """The (layer, kv_head) keys below the threshold, grouped early / middle / late: a JSON-able dict that an
-    intervention can consume (`keys[group]` lists {"layer", "kv_head", "variance"})."""
+    intervention can consume (see FLAGGED_BY_GROUP and ALL_FLAGGED)."""
     groups = groups or layer_groups([int(v) for v in variance.layer.values])
     flagged = {name: [] for name in groups}
     for layer in variance.layer.values:
@@ -198,7 +212,7 @@ def input_agnostic_keys(variance: xr.DataArray, threshold: Threshold,
             value = float(variance.sel(layer=layer, kv_head=head))
             if value < threshold.value:
                 group = next(name for name, members in groups.items() if int(layer) in members)
-                flagged[group].append({"layer": int(layer), "kv_head": int(head), "variance": value})
+                flagged[group].append({LAYER: int(layer), KV_HEAD: int(head), "variance": value})
     values = variance.values.ravel()
     cross_check = None
     if threshold.valley is not None:  # do Otsu and the valley split the keys the same way?
@@ -210,17 +224,12 @@ def input_agnostic_keys(variance: xr.DataArray, threshold: Threshold,
         "n_samples": variance.attrs.get("n_samples"),
         "layer_groups": groups,
         "counts": {name: len(keys) for name, keys in flagged.items()},
-        "keys": flagged,
-        "all": [[k["layer"], k["kv_head"]] for name in groups for k in flagged[name]],
+        FLAGGED_BY_GROUP: flagged,
+        ALL_FLAGGED: [[k[LAYER], k[KV_HEAD]] for name in groups for k in flagged[name]],
     }
 
 
-def write_key_list(keys: dict, path: Path) -> Path:
-    path.write_text(json.dumps(keys, indent=2) + "\n")
-    return path
-
-
-def key_pca(ds: xr.Dataset, samples: tuple[int, int], array: str = "keys",
+def key_pca(ds: xr.Dataset, samples: tuple[int, int], array: str = KEYS,
             part: ImagePart | None = ImagePart.BASE) -> xr.DataArray:
     """2-D PCA of every (layer, kv_head) image key of two samples (Fig. 4): each key of each sample is its
     matched image tokens' vectors concatenated. Returns (sample, layer, kv_head, component)."""
@@ -236,6 +245,6 @@ def key_pca(ds: xr.Dataset, samples: tuple[int, int], array: str = "keys",
     matrix = np.stack(stacked)  # (2, L, H, cells*feat)
     flat = matrix.reshape(-1, matrix.shape[-1])
     components = PCA(n_components=2, random_state=0).fit_transform(flat).reshape(*matrix.shape[:3], 2)
-    return xr.DataArray(components, dims=("sample", "layer", "kv_head", "component"),
-                        coords={"sample": list(samples), "layer": data.layer.values, "kv_head": data.kv_head.values,
+    return xr.DataArray(components, dims=(SAMPLE, LAYER, KV_HEAD, "component"),
+                        coords={SAMPLE: list(samples), LAYER: data.layer.values, KV_HEAD: data.kv_head.values,
                                 "component": [1, 2]}, name="key_pca")

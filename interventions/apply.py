@@ -14,15 +14,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from capture.families import FamilyAdapter
 from interventions import token_sets
 from interventions.spec import InterventionSpec
 from store.token_table import TokenTable
+
+if TYPE_CHECKING:  # the family adapter of a loaded model (capture.loading.LoadedModel.adapter)
+    from capture.families import FamilyAdapter
 
 
 @dataclass

@@ -18,13 +18,16 @@ import torch
 
 from capture.datasets import Dataset, Record, load_image
 from capture.loading import LoadedModel
-from capture.prompts import DEFAULT_PROMPT, POLL_QUESTION, build_prompt
+from capture.prompts import CHAT, DEFAULT_PROMPT, POLL_QUESTION, build_prompt
 from capture.samples import Prepared, prepare_sample
 from interventions import token_sets
 from interventions.apply import intervened, plan_sample
 from interventions.spec import InterventionSpec, Knockout
+from store import annotation as ann
+from store.schema import SAMPLE_ID
 
 DESCRIBE = DEFAULT_PROMPT
+KEEP_ALL = "all"  # caption_losses' `keep` of the runs that keep every image token (`--keep ...,all`)
 
 
 def forward_logits(loaded: LoadedModel, prepared: Prepared, spec: InterventionSpec,
@@ -60,12 +63,12 @@ def _object_labels(record: Record) -> list[str]:
     """Sorted labels of the record's objects; none unless it is a single image (objects belong to image 0)."""
     if len(record.image_paths) != 1:
         return []
-    return sorted({o["label"] for o in record.annotation.get("objects", [])})
+    return ann.object_labels(record.annotation)
 
 
 def _label_vocabulary(dataset: Dataset) -> list[str]:
     """Every object label of the dataset, multi-image records included."""
-    return sorted({o["label"] for record in dataset.records for o in record.annotation.get("objects", [])})
+    return sorted({label for record in dataset.records for label in ann.object_labels(record.annotation)})
 
 
 def polling_questions(dataset: Dataset, seed: int = 0) -> list[tuple[int, str, bool]]:
@@ -94,11 +97,11 @@ def poll(loaded: LoadedModel, dataset: Dataset, conditions: dict[str, Interventi
     for index, label, present in polling_questions(dataset, seed):
         record = dataset.records[index]
         images = [load_image(path) for path in record.image_paths]
-        prompt = build_prompt(loaded.processor, "chat", question.format(object=label), len(images))
+        prompt = build_prompt(loaded.processor, CHAT, question.format(object=label), len(images))
         prepared = prepare_sample(loaded, prompt, images, record.annotation)
         for name, spec in conditions.items():
             logits = forward_logits(loaded, prepared, spec, means, label)[-1]
-            rows.append({"condition": name, "sample_id": record.sample_id, "object": label, "present": present,
+            rows.append({"condition": name, SAMPLE_ID: record.sample_id, "object": label, "present": present,
                          "logit_yes": float(logits[yes]), "logit_no": float(logits[no]),
                          "answer_yes": bool(logits[yes] > logits[no])})
     return rows
@@ -148,6 +151,18 @@ def control_conditions(spec: InterventionSpec, n_kv_heads: int, seed: int = 0) -
             for name, entries in controls.items()}
 
 
+def layer_window_conditions(spec: InterventionSpec, size: int) -> dict[str, InterventionSpec]:
+    """The spec's knockouts restricted to each window of `size` consecutive layers among those they block."""
+    layers = sorted({layer for knockout in spec.knockout for layer in knockout.layers()})
+    conditions = {}
+    for start in range(0, len(layers), size):
+        window = set(layers[start : start + size])
+        knockouts = tuple(replace(k, units=tuple(u for u in k.units if u[0] in window)) for k in spec.knockout)
+        name = f"{spec.name} layers {min(window)}-{max(window)}"
+        conditions[name] = replace(spec, name=name, knockout=tuple(k for k in knockouts if k.units))
+    return conditions
+
+
 def continuation_loss(loaded: LoadedModel, prepared: Prepared, n_continuation: int, spec: InterventionSpec,
                       means: dict | None = None) -> float:
     """Mean cross-entropy (nats per token) of the last `n_continuation` tokens of the input, each predicted from
@@ -164,18 +179,18 @@ def caption_losses(loaded: LoadedModel, dataset: Dataset, keeps: list[int | None
     rows = []
     tokenizer = loaded.processor.tokenizer
     for record in dataset.records:
-        captions = record.annotation.get("captions") or []
+        captions = record.annotation.get(ann.CAPTIONS) or []
         if not captions:
             continue
         images = [load_image(path) for path in record.image_paths]
-        prefix = build_prompt(loaded.processor, "chat", instruction, len(images))
+        prefix = build_prompt(loaded.processor, CHAT, instruction, len(images))
         prepared = prepare_sample(loaded, prefix + captions[0], images, record.annotation)
         # caption tokens as tokenised in context (a BPE merge may cross the boundary)
         n_caption = len(tokenizer(prefix + captions[0])["input_ids"]) - len(tokenizer(prefix)["input_ids"])
         n_image = len(token_sets.image_positions(prepared.table))
         for keep in keeps:
             spec = InterventionSpec(name=f"keep {keep}", keep_image_tokens=keep)
-            rows.append({"sample_id": record.sample_id, "keep": "all" if keep is None else keep,
+            rows.append({SAMPLE_ID: record.sample_id, "keep": KEEP_ALL if keep is None else keep,
                          "kept_image_tokens": n_image if keep is None else min(keep, n_image),
                          "loss": continuation_loss(loaded, prepared, n_caption, spec, means)})
     if not rows:
@@ -187,23 +202,24 @@ def vqa(loaded: LoadedModel, dataset: Dataset, conditions: dict[str, Interventio
         means: dict | None = None) -> list[dict[str, Any]]:
     """Records with a question (`text`) and an `answer`: the prompt ends with `answer_prefix` (e.g. "The colour is"),
     and the model's choice is the answer, among all the dataset's answers, whose first token has the highest logit."""
-    records = [r for r in dataset.records if r.text and "answer" in r.annotation]
+    records = [r for r in dataset.records if r.text and ann.ANSWER in r.annotation]
     if not records:
         raise ValueError(f"dataset {dataset.name} has no records with a question (text) and an answer")
-    choices = sorted({str(r.annotation["answer"]) for r in records})
+    choices = sorted({str(r.annotation[ann.ANSWER]) for r in records})
     shared, ids = answer_tokens(loaded, tuple((" " if answer_prefix else "") + choice for choice in choices))
     rows = []
     for record in records:
         images = [load_image(path) for path in record.image_paths]
-        prompt = build_prompt(loaded.processor, "chat", record.text, len(images)) + answer_prefix
+        prompt = build_prompt(loaded.processor, CHAT, record.text, len(images)) + answer_prefix
         prepared = prepare_sample(loaded, prompt, images, record.annotation)
         for token in shared:  # the answers' common start (e.g. a space token) is part of the prefix
             prepared = prepared.with_token(token)
         for name, spec in conditions.items():
             logits = forward_logits(loaded, prepared, spec, means)[-1]
             chosen = choices[int(torch.argmax(logits[ids]))]
-            rows.append({"condition": name, "sample_id": record.sample_id, "answer": str(record.annotation["answer"]),
-                         "chosen": chosen, "correct": chosen == str(record.annotation["answer"])})
+            answer = str(record.annotation[ann.ANSWER])
+            rows.append({"condition": name, SAMPLE_ID: record.sample_id, ann.ANSWER: answer, "chosen": chosen,
+                         "correct": chosen == answer})
     return rows
 
 
@@ -233,11 +249,11 @@ def describe(loaded: LoadedModel, dataset: Dataset, conditions: dict[str, Interv
         if not present:
             continue
         images = [load_image(path) for path in record.image_paths]
-        prepared = prepare_sample(loaded, build_prompt(loaded.processor, "chat", instruction, 1), images, record.annotation)
+        prepared = prepare_sample(loaded, build_prompt(loaded.processor, CHAT, instruction, 1), images, record.annotation)
         for name, spec in conditions.items():
             text = loaded.processor.tokenizer.decode(generate(loaded, prepared, spec, max_new_tokens, means))
             named = {label for label in vocabulary if re.search(rf"\b{re.escape(label)}s?\b", text, re.IGNORECASE)}
-            rows.append({"condition": name, "sample_id": record.sample_id, "description": text,
+            rows.append({"condition": name, SAMPLE_ID: record.sample_id, "description": text,
                          "objects": len(present), "objects_named": len(named & set(present)),
                          "absent_named": len(named - set(present))})
     if not rows:

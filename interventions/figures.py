@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
-
-from analyses.figures import save as save_figure
-
-
-def save(figure: Figure, path: Path) -> Path:
-    save_figure(figure, path)
-    return path
 
 
 def polling_bars(scores: list[dict]) -> Figure:

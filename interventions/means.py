@@ -8,15 +8,15 @@ import torch
 import store.reader
 from capture.loading import LoadedModel
 from interventions.spec import InterventionSpec, SpecError
-from store.schema import SampleStatus, TokenKind
+from store.schema import SAMPLE, TOKEN, SampleStatus, TokenKind, TokenSet
 
-KINDS = {"image": [TokenKind.IMAGE], "text": [TokenKind.TEXT, TokenKind.SPECIAL]}
+KINDS = {TokenSet.IMAGE: [TokenKind.IMAGE], TokenSet.TEXT: [TokenKind.TEXT, TokenKind.SPECIAL]}
 
 
 def store_mean(path, over: str) -> torch.Tensor:
-    """Mean (d_model,) float32 of stream 0 over every captured token of kind `over` ("image" or "text")."""
+    """Mean (d_model,) float32 of stream 0 over every captured token of kind `over` (image or text)."""
     if over not in KINDS:
-        raise SpecError(f"mean_over {over!r}: a store mean is taken over 'image' or 'text' tokens")
+        raise SpecError(f"mean_over {over!r}: a store mean is taken over image or text tokens")
     try:
         ds = store.reader.open(path)
     except (FileNotFoundError, ValueError, KeyError) as error:
@@ -25,7 +25,7 @@ def store_mean(path, over: str) -> torch.Tensor:
         raise SpecError(f"mean_from {path}: the store has no stream 0 (the input embeddings): capture with --layers including 0")
     chosen = ds.kind.isin(KINDS[over]) & (ds.status == SampleStatus.CAPTURED)
     hidden = ds.hidden.sel(stream=0).astype(np.float64)
-    mean = hidden.where(chosen).sum(("sample", "token")) / chosen.sum()
+    mean = hidden.where(chosen).sum((SAMPLE, TOKEN)) / chosen.sum()
     return torch.from_numpy(mean.values.astype(np.float32))
 
 

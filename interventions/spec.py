@@ -13,10 +13,10 @@
       "keep_image_tokens": 64                         # truncation: only the first 64 image tokens enter the model
     }
 
-Token sets (resolved per sample from its token table and annotation): "image", "text" (every non-image token),
-"prompt_text" (text before the first image), "question" (text after the last image), "last" (the final position),
-"all", "image[a:b]" (image tokens a..b-1, in sequence order), "object", "object+N" (image tokens whose box overlaps
-an object box, grown by N tokens on the grid), "non-object" (image tokens not in "object+1"), and "random:SET" (as
+Token sets (resolved per sample from its token table and annotation): `image`, `text` (every non-image token),
+`prompt_text` (text before the first image), `question` (text after the last image), `last` (the final position),
+`all`, `image[a:b]` (image tokens a..b-1, in sequence order), `object`, `object+N` (image tokens whose box overlaps
+an object box, grown by N tokens on the grid), `non-object` (image tokens not in `object+1`), and `random:SET` (as
 many image tokens as SET holds, drawn at random from the image tokens outside it: the control for an ablation of SET).
 """
 
@@ -28,6 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analyses.variance import ALL_FLAGGED, FLAGGED_BY_GROUP
+from store.schema import KEYS, KV_HEAD, LAYER, TokenSet
+
+# Fields of a spec file (the JSON form above); a knockout's `keys` names the attention keys a query may not see,
+# the keys the store's `keys` array holds
+NAME, KNOCKOUT, ABLATE, KEEP_IMAGE_TOKENS = "name", "knockout", "ablate", "keep_image_tokens"
+QUERIES, UNITS, UNITS_FROM, LAYERS, KV_HEADS = "queries", "units", "units_from", "layers", "kv_heads"
+FILE, GROUP = "file", "group"  # of units_from
+TOKENS, MEAN_FROM, MEAN_OVER = "tokens", "mean_from", "mean_over"
+NONE = "none"  # the name of the empty spec: the model as it is
 TOKEN_SET = re.compile(r"^(random:)?(image|text|prompt_text|question|last|all|non-object|object(\+\d+)?|image\[\d*:\d*\])$")
 
 
@@ -53,12 +63,12 @@ class Ablation:
 
     tokens: str
     mean_from: Path
-    mean_over: str = "image"
+    mean_over: str = TokenSet.IMAGE.value
 
 
 @dataclass(frozen=True)
 class InterventionSpec:
-    name: str = "none"
+    name: str = NONE
     knockout: tuple[Knockout, ...] = ()
     ablate: tuple[Ablation, ...] = ()
     keep_image_tokens: int | None = None
@@ -71,12 +81,16 @@ class InterventionSpec:
     def as_dict(self) -> dict[str, Any]:
         """The spec as stored with results and in a store's attributes (paths as strings)."""
         return {
-            "name": self.name,
-            "knockout": [{"queries": k.queries, "keys": k.keys, "units": [list(u) for u in k.units]}
-                         for k in self.knockout],
-            "ablate": [{"tokens": a.tokens, "mean_from": str(a.mean_from), "mean_over": a.mean_over} for a in self.ablate],
-            "keep_image_tokens": self.keep_image_tokens,
+            NAME: self.name,
+            KNOCKOUT: [knockout_entry(k.queries, k.keys, k.units) for k in self.knockout],
+            ABLATE: [{TOKENS: a.tokens, MEAN_FROM: str(a.mean_from), MEAN_OVER: a.mean_over} for a in self.ablate],
+            KEEP_IMAGE_TOKENS: self.keep_image_tokens,
         }
+
+
+def knockout_entry(queries: str, keys: str, units: tuple[tuple[int, int | None], ...] | list) -> dict[str, Any]:
+    """One knockout of a spec in its JSON form."""
+    return {QUERIES: queries, KEYS: keys, UNITS: [list(u) for u in units]}
 
 
 def load_spec(path: Path) -> InterventionSpec:
@@ -94,15 +108,15 @@ def parse_spec(data: Any, base: Path = Path(".")) -> InterventionSpec:
     """An InterventionSpec from its JSON form (see the module docstring)."""
     if not isinstance(data, dict):
         raise SpecError("an intervention spec is a JSON object")
-    unknown = set(data) - {"name", "knockout", "ablate", "keep_image_tokens"}
+    unknown = set(data) - {NAME, KNOCKOUT, ABLATE, KEEP_IMAGE_TOKENS}
     if unknown:
         raise SpecError(f"unknown spec field(s): {', '.join(sorted(unknown))}")
-    knockouts = tuple(_knockout(entry, base, i) for i, entry in enumerate(data.get("knockout", [])))
-    ablations = tuple(_ablation(entry, base, i) for i, entry in enumerate(data.get("ablate", [])))
-    keep = data.get("keep_image_tokens")
+    knockouts = tuple(_knockout(entry, base, i) for i, entry in enumerate(data.get(KNOCKOUT, [])))
+    ablations = tuple(_ablation(entry, base, i) for i, entry in enumerate(data.get(ABLATE, [])))
+    keep = data.get(KEEP_IMAGE_TOKENS)
     if keep is not None and (not isinstance(keep, int) or keep < 0):
         raise SpecError("keep_image_tokens must be a non-negative integer")
-    return InterventionSpec(str(data.get("name", "unnamed")), knockouts, ablations, keep, data)
+    return InterventionSpec(str(data.get(NAME, "unnamed")), knockouts, ablations, keep, data)
 
 
 def token_set(name: Any, where: str) -> str:
@@ -117,26 +131,26 @@ def _knockout(entry: Any, base: Path, index: int) -> Knockout:
     if not isinstance(entry, dict):
         raise SpecError(f"{where} must be an object")
     units: list[tuple[int, int | None]] = []
-    if "units" in entry:  # a null head: every head of the layer
-        units += [(int(layer), None if head is None else int(head)) for layer, head in entry["units"]]
-    if "units_from" in entry:
-        units += units_from_key_list(base / entry["units_from"]["file"], entry["units_from"].get("group"))
-    if "layers" in entry:
-        heads = entry.get("kv_heads")
-        units += [(int(layer), int(h)) for layer in entry["layers"] for h in heads] if heads else \
-                 [(int(layer), None) for layer in entry["layers"]]
+    if UNITS in entry:  # a null head: every head of the layer
+        units += [(int(layer), None if head is None else int(head)) for layer, head in entry[UNITS]]
+    if UNITS_FROM in entry:
+        units += units_from_key_list(base / entry[UNITS_FROM][FILE], entry[UNITS_FROM].get(GROUP))
+    if LAYERS in entry:
+        heads = entry.get(KV_HEADS)
+        units += [(int(layer), int(h)) for layer in entry[LAYERS] for h in heads] if heads else \
+                 [(int(layer), None) for layer in entry[LAYERS]]
     if not units:
         raise SpecError(f"{where} names no units: give layers, units or units_from")
-    return Knockout(token_set(entry.get("queries", "text"), where), token_set(entry.get("keys", "image"), where),
-                    tuple(dict.fromkeys(units)))
+    return Knockout(token_set(entry.get(QUERIES, TokenSet.TEXT.value), where),
+                    token_set(entry.get(KEYS, TokenSet.IMAGE.value), where), tuple(dict.fromkeys(units)))
 
 
 def _ablation(entry: Any, base: Path, index: int) -> Ablation:
     where = f"ablate[{index}]"
-    if not isinstance(entry, dict) or "mean_from" not in entry:
+    if not isinstance(entry, dict) or MEAN_FROM not in entry:
         raise SpecError(f"{where} needs tokens and mean_from (a store)")
-    return Ablation(token_set(entry.get("tokens", "object"), where), base / entry["mean_from"],
-                    token_set(entry.get("mean_over", "image"), where))
+    return Ablation(token_set(entry.get(TOKENS, "object"), where), base / entry[MEAN_FROM],
+                    token_set(entry.get(MEAN_OVER, TokenSet.IMAGE.value), where))
 
 
 def units_from_key_list(path: Path, group: str | None = None) -> list[tuple[int, int]]:
@@ -147,7 +161,8 @@ def units_from_key_list(path: Path, group: str | None = None) -> list[tuple[int,
     except FileNotFoundError:
         raise SpecError(f"key list {path} not found (written by `python -m analyses variance`)") from None
     if group is None:
-        return [(int(layer), int(head)) for layer, head in keys["all"]]
-    if group not in keys.get("keys", {}):
-        raise SpecError(f"key list {path} has no group {group!r} (has {', '.join(keys.get('keys', {}))})")
-    return [(int(k["layer"]), int(k["kv_head"])) for k in keys["keys"][group]]
+        return [(int(layer), int(head)) for layer, head in keys[ALL_FLAGGED]]
+    groups = keys.get(FLAGGED_BY_GROUP, {})
+    if group not in groups:
+        raise SpecError(f"key list {path} has no group {group!r} (has {', '.join(groups)})")
+    return [(int(k[LAYER]), int(k[KV_HEAD])) for k in groups[group]]

@@ -8,9 +8,10 @@ import torch
 
 from capture.loading import load_model, resolve_model
 from capture.prompts import build_prompt
+from capture.samples import prepare_sample
 from interventions import token_sets
 from interventions.apply import Blocked, intervened, knockout_mask, plan_sample
-from interventions.evaluate import forward_logits, prepare
+from interventions.evaluate import forward_logits
 from interventions.spec import InterventionSpec, parse_spec
 from store.schema import TokenKind
 
@@ -26,7 +27,7 @@ def model(cache_home):
 def inputs(model, image, text="Describe the image.", template=None):
     prompt = template.format(image=model.processor.image_token, text=text) if template else \
         build_prompt(model.processor, "chat", text, 1)
-    return prepare(model, [image], prompt, {"objects": [{"label": "thing", "box": [0, 0, 30, 30]}]})
+    return prepare_sample(model, prompt, [image], {"objects": [{"label": "thing", "box": [0, 0, 30, 30]}]})
 
 
 def all_layers(model) -> list[int]:
@@ -120,7 +121,7 @@ def test_mean_ablation_replaces_exactly_the_chosen_embeddings(model, noise_image
         plain, handle = record_embeddings(decoder)
         model.model(**sample.inputs)
         handle.remove()
-        with intervened(decoder, plan):
+        with intervened(model.adapter, model.model, plan):
             ablated, handle = record_embeddings(decoder)  # registered after ours: sees the edited embeddings
             model.model(**sample.inputs)
             handle.remove()
@@ -139,7 +140,7 @@ def test_truncation_keeps_exactly_n_image_tokens(model, noise_image):
         plain, handle = record_embeddings(decoder)
         model.model(**sample.inputs)
         handle.remove()
-        with intervened(decoder, plan):
+        with intervened(model.adapter, model.model, plan):
             kept, handle = record_embeddings(decoder)
             output = model.model(**sample.inputs)
             handle.remove()

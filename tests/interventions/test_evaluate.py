@@ -12,6 +12,7 @@ import torch
 
 from capture.datasets import load_image, open_dataset
 from capture.prompts import build_prompt
+from capture.samples import prepare_sample
 from interventions import evaluate
 from interventions.spec import InterventionSpec, parse_spec
 
@@ -60,8 +61,8 @@ def test_polling_without_intervention_is_the_plain_model(tiny_model, synthetic_r
 
 def test_continuation_loss_is_the_cross_entropy_of_the_last_tokens(tiny_model, noise_image):
     loaded = tiny_model("tiny-llava-ov")
-    prepared = evaluate.prepare(loaded, [noise_image(48, 48)], build_prompt(loaded.processor, "chat", "Hi", 1) + "a cat",
-                                {})
+    prepared = prepare_sample(loaded, build_prompt(loaded.processor, "chat", "Hi", 1) + "a cat", [noise_image(48, 48)],
+                              {})
     with torch.inference_mode():
         logits = loaded.model(**prepared.inputs).logits[0].float()
     ids = prepared.inputs["input_ids"][0]
@@ -86,16 +87,16 @@ def test_caption_loss_by_kept_tokens_from_the_cli(synthetic_root, tmp_path):
 def test_generation_without_intervention_is_greedy_decoding(tiny_model, synthetic_root):
     loaded = tiny_model("tiny-llava-ov")
     record = open_dataset("synthetic-coco", synthetic_root, None, 1).records[0]
-    prepared = evaluate.prepare(loaded, [load_image(record.image_paths[0])],
-                                build_prompt(loaded.processor, "chat", evaluate.DESCRIBE, 1), record.annotation)
+    prepared = prepare_sample(loaded, build_prompt(loaded.processor, "chat", evaluate.DESCRIBE, 1),
+                              [load_image(record.image_paths[0])], record.annotation)
     ours = evaluate.generate(loaded, prepared, InterventionSpec(), max_new_tokens=5)
     with torch.inference_mode():
         reference = loaded.model.generate(**prepared.inputs, max_new_tokens=5, do_sample=False)
     assert ours == reference[0, prepared.inputs["input_ids"].shape[1]:].tolist()[: len(ours)] and len(ours) >= 1
     # knocking the image out at every layer makes the description the same for every image
     spec = parse_spec({"knockout": [{"queries": "text", "keys": "image", "layers": [0, 1]}]})
-    texts = {tuple(evaluate.generate(loaded, evaluate.prepare(loaded, [load_image(r.image_paths[0])],
-             build_prompt(loaded.processor, "chat", evaluate.DESCRIBE, 1), r.annotation), spec, 4))
+    texts = {tuple(evaluate.generate(loaded, prepare_sample(loaded, build_prompt(loaded.processor, "chat", evaluate.DESCRIBE, 1),
+             [load_image(r.image_paths[0])], r.annotation), spec, 4))
              for r in open_dataset("synthetic-coco", synthetic_root, None, 12).records
              if load_image(r.image_paths[0]).size == load_image(record.image_paths[0]).size}
     assert len(texts) == 1
@@ -126,8 +127,8 @@ def test_vqa_with_an_answer_prefix(tiny_model, noise_image, tmp_path):
     rows = evaluate.vqa(loaded, dataset, {"none": InterventionSpec()}, answer_prefix="It is")
     shared, ids = evaluate.answer_tokens(loaded, (" blue", " red"))
     prompt = build_prompt(loaded.processor, "chat", "What colour is it?", 1) + "It is"
-    prepared = evaluate.prepare(loaded, [load_image(tmp_path / "0.png")], prompt, {})
-    with_space = evaluate.prepare(loaded, [load_image(tmp_path / "0.png")], prompt + " ", {})
+    prepared = prepare_sample(loaded, prompt, [load_image(tmp_path / "0.png")], {})
+    with_space = prepare_sample(loaded, prompt + " ", [load_image(tmp_path / "0.png")], {})
     assert shared == with_space.inputs["input_ids"][0, -len(shared):].tolist()  # the space, as tokenised in context
     prepared = with_space
     logits = evaluate.forward_logits(loaded, prepared, InterventionSpec())[-1]

@@ -103,11 +103,10 @@ def test_correspondence_matches_object_tokens_to_object_tokens(toy_dir: Path, tm
 
 
 def test_ffn_top_keys_have_more_coherent_labels_than_random(toy_dir: Path, synthetic_root: Path, tmp_path: Path) -> None:
-    from analyses.commands import run_ffn_memory
+    from analyses.commands import FfnMemory
 
     out = capture(tmp_path / "prefixes.zarr", dataset="synthetic-coco", data_root=synthetic_root,
                   samples="annotations", template="bbox", visual_prefix=True, tokens="last")
-    (tmp_path / "ffn").mkdir()
-    run_ffn_memory(out, tmp_path / "ffn")
+    FfnMemory()(store=out, out=tmp_path / "ffn")
     cosine = json.loads((tmp_path / "ffn" / "ffn_memory.json").read_text())["mean_label_cosine"]
     assert np.mean(list(cosine["labels"].values())) > np.mean(list(cosine["random"].values())) + 0.01

@@ -1,0 +1,66 @@
+"""`variance`: input-agnostic image keys, from the per-(layer, KV head) key variance across samples."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import xarray as xr
+
+import store.reader
+from analyses import figures, variance
+from analyses.command import Command
+from analyses.commands.options import StoreOptions
+from analyses.output import Output
+from analyses.tokens import captured_samples
+from store.arguments import option
+from store.schema import KEYS, KEYS_PREROPE, VALUES, ImagePart
+
+ALL_PARTS = "all"  # --part: the image tokens of every view
+
+
+@dataclass(frozen=True, kw_only=True)
+class VarianceOptions(StoreOptions):
+    array: str = option(KEYS, choices=(KEYS, KEYS_PREROPE, VALUES), help="the per-head vectors whose variance is measured")
+    part: str = option("base", choices=("base", "grid", ALL_PARTS),
+                       help="image tokens matched across samples (base view: same positions for every image size)")
+    method: str = option("otsu", choices=variance.THRESHOLD_METHODS, help="automatic threshold")
+    threshold: float | None = option(None, help="a fixed threshold instead")
+    layer_groups: str | None = option(None, help="first middle layer, first late layer (e.g. 8,18); default 8:10:10 "
+                                                 "proportions")
+    pca_samples: str | None = option(None, help="two sample indices for the PCA figure (default: the first two)")
+
+
+class Variance(Command):
+    name = "variance"
+    help = "input-agnostic image keys: per (layer, KV head) key variance across samples"
+    Options = VarianceOptions
+
+    def run(self, options: VarianceOptions, output: Output) -> None:
+        ds = store.reader.open(options.store)
+        part = None if options.part == ALL_PARTS else ImagePart[options.part.upper()]
+        values = variance.key_variance(ds, options.array, part).compute()
+        chosen = variance.choose_threshold(values.values, options.method, options.threshold)
+        keys = variance.input_agnostic_keys(values, chosen, _groups(values, options.layer_groups))
+        keys["store"] = str(options.store)
+        if keys["otsu_and_valley_agree"] is not True:
+            print("warning: Otsu's threshold and the histogram valley do not split the keys alike (or there is no "
+                  "valley): the variance distribution may not be bimodal", file=sys.stderr)
+        output.zarr("key_variance.zarr", values)
+        output.json("input_agnostic_keys.json", keys)
+        output.figure("key_variance_hist.png", figures.variance_histogram(values, chosen.as_dict()))
+        output.figure("key_variance_heatmap.png", figures.variance_heatmap(values, chosen.value))
+        if options.pca_samples:
+            samples = tuple(int(s) for s in options.pca_samples.split(","))
+        else:
+            samples = tuple(int(s) for s in captured_samples(ds)[:2])
+        pca = variance.key_pca(ds, samples, options.array, part)
+        output.figure("key_pca.png", figures.key_pca_scatter(pca, keys[variance.ALL_FLAGGED]))
+
+
+def _groups(values: xr.DataArray, layer_groups: str | None) -> dict[str, list[int]] | None:
+    """The early / middle / late layers of `--layer-groups MIDDLE,LATE`; None for the paper's proportions."""
+    if not layer_groups:
+        return None
+    middle, late = (int(v) for v in layer_groups.split(","))
+    return variance.layer_groups([int(v) for v in values.layer.values], (middle, late))
