@@ -12,14 +12,15 @@ import xarray as xr
 from analyses.tokens import captured_samples
 from store.schema import D_MODEL, SAMPLE, TOKEN, TokenKind
 
-TEXT_SETS = ("after_image", "all")
+ALL_TEXT = "all"  # --text all: every text token
+TEXT_SETS = ("after_image", ALL_TEXT)
 
 
 def text_mask(ds: xr.Dataset, text: str = "after_image") -> xr.DataArray:
     """Text tokens to compare with: "after_image" (the instruction and the template after the last image
     token), or "all" text tokens. Special tokens are never included."""
     is_text = ds.kind == TokenKind.TEXT
-    if text == "all":
+    if text == ALL_TEXT:
         return is_text
     if text != "after_image":
         raise ValueError(f"unknown text set {text!r} (choose from {', '.join(TEXT_SETS)})")

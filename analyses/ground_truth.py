@@ -14,7 +14,7 @@ import xarray as xr
 from analyses.correspondence import load_mask
 from analyses.tokens import sample_annotation
 from store import annotation as ann
-from store.config import CaptureConfig
+from store.schema import CaptureConfig
 
 COCO_DATASETS = ("coco", "synthetic-coco")
 

@@ -71,8 +71,9 @@ def run_variance(path: Path, n_samples: int) -> dict:
     ds = reader.open(path).isel(sample=slice(0, n_samples))
     result = variance.key_variance(ds, schema.KEYS).compute()
     keys = variance.input_agnostic_keys(result, variance.choose_threshold(result.values))
-    flagged = sorted({layer for layer, _ in keys["all"]})
-    return {"correct": flagged == planted_layers(ds.layer.values) and len(keys["all"]) == len(flagged) * ds.sizes[schema.KV_HEAD]}
+    every = keys[variance.ALL_FLAGGED]
+    flagged = sorted({layer for layer, _ in every})
+    return {"correct": flagged == planted_layers(ds.layer.values) and len(every) == len(flagged) * ds.sizes[schema.KV_HEAD]}
 
 
 def keypoint_pairs(n_samples: int) -> list[correspondence.KeypointPair]:

@@ -29,6 +29,11 @@ EXEMPT: dict[str, tuple[set[str], str]] = {
     "toy/train.py": ({"all"}, "the freezing schedule 'all'"),
     "store/catalog.py": ({"vocabulary", "format"}, "keys of intake-esm's collection descriptor"),
     "benchmarks/logit_lens_speed.py": ({"d_model"}, "the benchmark's --d-model argument"),
+    "analyses/commands/variance.py": ({"all"}, "`--part all`: the image tokens of every view"),
+    "analyses/cosine.py": ({"all"}, "`--text all`: every text token"),
+    "analyses/variance.py": ({"all"}, "the key list's field of every flagged key"),
+    "analyses/ffn_memory.py": ({"kind", "last"}, "columns of label_coherence.csv and of the prefixes table"),
+    "interventions/evaluate.py": ({"all"}, "`--keep all`: every image token kept"),
 }
 
 

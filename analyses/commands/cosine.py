@@ -13,9 +13,8 @@ from analyses.command import Command
 from analyses.output import Output
 from store import location
 from store.arguments import option
-from store.config import CaptureConfig
 from store.location import Location
-from store.schema import PROMPT, STREAM
+from store.schema import PROMPT, STREAM, CaptureConfig
 
 SUMMARY_FIELDS = ("mean", "std", "q25", "q75", "n_samples")  # of cosine.summarise, per curve in the JSON
 

@@ -17,8 +17,7 @@ from analyses.commands.summary import title
 from analyses.lens import Lens
 from analyses.output import Output, markdown_table
 from store.arguments import option
-from store.config import CaptureConfig
-from store.schema import LAYER, LENS_DOWN_PROJ
+from store.schema import LAYER, LENS_DOWN_PROJ, CaptureConfig
 
 AGREEMENT_SERIES = {"agreement": "agreement", "agreement (random values)": "agreement_random", "cosine": "cosine",
                     "cosine (random values)": "cosine_random"}  # figure label -> variable of value_agreement

@@ -19,7 +19,7 @@ from analyses.output import Output
 from analyses.tokens import captured_samples, n_images, sample_annotation
 from store import annotation as ann
 from store.arguments import option
-from store.config import CaptureConfig
+from store.schema import CaptureConfig
 
 LISTED_SAMPLES = 20  # samples whose top tokens the JSON lists
 

@@ -7,8 +7,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from store.config import CaptureConfig
-from store.schema import KV_HEAD, LAYER
+from store.schema import KV_HEAD, LAYER, CaptureConfig
 
 
 def title(ds: xr.Dataset) -> str:

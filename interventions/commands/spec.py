@@ -7,6 +7,7 @@ from pathlib import Path
 
 from analyses.command import Command
 from analyses.output import Output
+from analyses.variance import ALL_FLAGGED
 from interventions.spec import KNOCKOUT, NAME, SpecError, knockout_entry, parse_spec, units_from_key_list
 from store.arguments import option
 from store.schema import TokenSet
@@ -34,7 +35,7 @@ class Spec(Command):
         units = units_from_key_list(options.keys, options.group)
         if not units:
             raise SpecError(f"key list {options.keys} flags no keys{' in group ' + options.group if options.group else ''}")
-        name = options.name or f"{options.group or 'all'} input-agnostic keys"
+        name = options.name or f"{options.group or ALL_FLAGGED} input-agnostic keys"
         spec = {NAME: name, KNOCKOUT: [knockout_entry(options.queries, options.keys_set, units)]}
         parse_spec(spec)  # the same checks as when it is loaded
         output.json(options.out.name, spec)
