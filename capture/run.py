@@ -79,7 +79,7 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
                 progress.set_postfix_str(f"{summary.tokens / elapsed:,.0f} tok/s, "
                                          f"{writer.bytes_written / elapsed / 1e6:.1f} MB/s written")
         writer.close()
-        complete = finalize(root)  # whichever rank finishes the last shard completes the store
+        complete = finalize(root, out)  # whichever rank finishes the last shard completes the store
     except StoreError as error:
         raise CaptureError(str(error)) from None
     except KeyboardInterrupt:

@@ -7,6 +7,8 @@ variables of each backend (for S3: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 
@@ -78,6 +80,28 @@ def check_writable(location: Location) -> None:
         fs.rm_file(probe)
     except Exception as error:  # backends raise their own types (botocore, aiohttp, OSError)
         raise LocationError(f"cannot write the store at {location}: {type(error).__name__}: {error}") from None
+
+
+def replace_json(location: Location, key: str, document: dict) -> None:
+    """Write `document` as the JSON object `key` (e.g. "hidden/zarr.json") of the store at `location`, whole: an
+    atomic rename for a directory, one PUT for an object store."""
+    text = json.dumps(document, indent=2, allow_nan=True).encode()  # as zarr-python writes its metadata
+    if not is_url(location):
+        target = Path(location) / key
+        staging = target.with_name(f".{target.name}.tmp")
+        staging.write_bytes(text)
+        os.replace(staging, target)
+        return
+    fs, path = filesystem(str(location))
+    fs.pipe_file(f"{path}/{key}", text)
+
+
+def read_json(location: Location, key: str) -> dict:
+    """The JSON object `key` of the store at `location`."""
+    if not is_url(location):
+        return json.loads((Path(location) / key).read_bytes())
+    fs, path = filesystem(str(location))
+    return json.loads(fs.cat_file(f"{path}/{key}"))
 
 
 def exists(location: Location) -> bool:

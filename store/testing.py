@@ -111,7 +111,7 @@ def write_synthetic_store(path: Path, plan: StorePlan, tokens: int, seed: int = 
         total += item.nbytes
         writer.submit(item)
     writer.close()
-    finalize(root)
+    finalize(root, path)
     return total
 
 

@@ -213,11 +213,14 @@ def is_complete(root: zarr.Group) -> bool:
     return schema.ATTR_CAPTURE_COMPLETE in root.attrs
 
 
-def finalize(root: zarr.Group) -> bool:
+def finalize(root: zarr.Group, path: Location) -> bool:
     """Once every shard is complete: cut the token axis of every array to the longest captured sample, then record
     the store complete (the last write). Returns whether the store is complete. Idempotent, so two ranks finishing
-    together both write the same metadata. Nothing was written beyond the cut, so the deletions zarr's resize
-    issues for the chunks outside it find nothing to delete."""
+    together both write the same metadata.
+
+    The cut edits each array's `zarr.json` (the Zarr v3 metadata document) rather than calling zarr's resize: nothing
+    was written beyond the cut, and zarr's resize tries to delete every chunk key outside the new shape, which took
+    290 s for 25 arrays of 1,000 samples x 32,768 token slots here."""
     if is_complete(root):
         return True
     done = root[schema.PROGRESS_GROUP][schema.SHARD_COMPLETE][...]
@@ -228,7 +231,10 @@ def finalize(root: zarr.Group) -> bool:
         array = root[name]
         axis = array.metadata.dimension_names.index(schema.TOKEN)
         if array.shape[axis] != slots:
-            array.resize(tuple(slots if i == axis else n for i, n in enumerate(array.shape)))
+            key = f"{name}/zarr.json"
+            metadata = location.read_json(path, key)
+            metadata["shape"][axis] = slots
+            location.replace_json(path, key, metadata)
     root.attrs[schema.ATTR_CAPTURE_COMPLETE] = {
         schema.ATTR_FINISHED: datetime.now(UTC).isoformat(timespec="seconds"),
         schema.ATTR_TOKEN_SLOTS: slots,
