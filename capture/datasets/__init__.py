@@ -15,6 +15,7 @@ from capture.datasets.coco import open_coco
 from capture.datasets.folder import open_folder
 from capture.datasets.manifest import open_manifest
 from capture.datasets.samples import SAMPLE_UNITS, expand_samples, record_fields
+from capture.datasets.spair import open_spair
 from capture.datasets.synthetic_coco import open_synthetic_coco
 from capture.datasets.synthetic_correspondence import open_synthetic_correspondence
 from capture.errors import CaptureError
@@ -43,6 +44,8 @@ DATASETS: dict[str, DatasetReader] = {reader.name: reader for reader in (
                   "generated COCO-format shapes (generated into the cache, or into --data-root)"),
     DatasetReader("synthetic-correspondence", lambda root, split, limit: open_synthetic_correspondence(root, limit),
                   False, "generated keypoint pairs, choice trials and videos with masks"),
+    DatasetReader("spair", open_spair, True, "SPair-71k: PairAnnotation/<split>/*.json + JPEGImages/<category>/ "
+                  "(--split trn/val/test, default test)", "categories, comma-separated (e.g. cat,dog)"),
 )}
 
 
