@@ -12,6 +12,7 @@ from pathlib import Path
 
 from capture.datasets.base import Dataset, ImageLoadError, Record, load_image
 from capture.datasets.coco import open_coco
+from capture.datasets.davis import open_davis
 from capture.datasets.folder import open_folder
 from capture.datasets.manifest import open_manifest
 from capture.datasets.samples import SAMPLE_UNITS, expand_samples, record_fields
@@ -46,6 +47,8 @@ DATASETS: dict[str, DatasetReader] = {reader.name: reader for reader in (
                   False, "generated keypoint pairs, choice trials and videos with masks"),
     DatasetReader("spair", open_spair, True, "SPair-71k: PairAnnotation/<split>/*.json + JPEGImages/<category>/ "
                   "(--split trn/val/test, default test)", "categories, comma-separated (e.g. cat,dog)"),
+    DatasetReader("davis", open_davis, True, "DAVIS-2017: JPEGImages/480p/, Annotations/480p/ palette PNGs, "
+                  "ImageSets/2017/<split>.txt (--split val/train, default val)", "sequence names, comma-separated"),
 )}
 
 
