@@ -15,6 +15,7 @@ from capture.datasets.coco import open_coco
 from capture.datasets.davis import open_davis
 from capture.datasets.folder import open_folder
 from capture.datasets.manifest import open_manifest
+from capture.datasets.msrc import open_msrc
 from capture.datasets.samples import SAMPLE_UNITS, expand_samples, record_fields
 from capture.datasets.spair import open_spair
 from capture.datasets.synthetic_coco import open_synthetic_coco
@@ -49,6 +50,8 @@ DATASETS: dict[str, DatasetReader] = {reader.name: reader for reader in (
                   "(--split trn/val/test, default test)", "categories, comma-separated (e.g. cat,dog)"),
     DatasetReader("davis", open_davis, True, "DAVIS-2017: JPEGImages/480p/, Annotations/480p/ palette PNGs, "
                   "ImageSets/2017/<split>.txt (--split val/train, default val)", "sequence names, comma-separated"),
+    DatasetReader("msrc", open_msrc, True, "MSRC co-segmentation subset: <class>/ images with <class>/GroundTruth/ "
+                  "masks (or Images/<class>/ + GroundTruth/<class>/)", "classes, comma-separated"),
 )}
 
 
