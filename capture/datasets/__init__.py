@@ -16,6 +16,7 @@ from capture.datasets.davis import open_davis
 from capture.datasets.folder import open_folder
 from capture.datasets.manifest import open_manifest
 from capture.datasets.msrc import open_msrc
+from capture.datasets.pascal5i import open_pascal5i
 from capture.datasets.samples import SAMPLE_UNITS, expand_samples, record_fields
 from capture.datasets.spair import open_spair
 from capture.datasets.synthetic_coco import open_synthetic_coco
@@ -52,6 +53,9 @@ DATASETS: dict[str, DatasetReader] = {reader.name: reader for reader in (
                   "ImageSets/2017/<split>.txt (--split val/train, default val)", "sequence names, comma-separated"),
     DatasetReader("msrc", open_msrc, True, "MSRC co-segmentation subset: <class>/ images with <class>/GroundTruth/ "
                   "masks (or Images/<class>/ + GroundTruth/<class>/)", "classes, comma-separated"),
+    DatasetReader("pascal5i", open_pascal5i, True, "Pascal-5i: VOC2012 (JPEGImages/, SegmentationClass/, "
+                  "ImageSets/Segmentation/) + SBD for --split train (default val)",
+                  "folds 0-3, comma-separated (fold i: VOC classes 5i+1..5i+5)"),
 )}
 
 
