@@ -17,6 +17,7 @@ from capture.datasets.folder import open_folder
 from capture.datasets.manifest import open_manifest
 from capture.datasets.msrc import open_msrc
 from capture.datasets.pascal5i import open_pascal5i
+from capture.datasets.refcoco import open_refcoco
 from capture.datasets.samples import SAMPLE_UNITS, expand_samples, record_fields
 from capture.datasets.spair import open_spair
 from capture.datasets.synthetic_coco import open_synthetic_coco
@@ -56,6 +57,9 @@ DATASETS: dict[str, DatasetReader] = {reader.name: reader for reader in (
     DatasetReader("pascal5i", open_pascal5i, True, "Pascal-5i: VOC2012 (JPEGImages/, SegmentationClass/, "
                   "ImageSets/Segmentation/) + SBD for --split train (default val)",
                   "folds 0-3, comma-separated (fold i: VOC classes 5i+1..5i+5)"),
+    DatasetReader("refcoco", open_refcoco, True, "RefCOCO/+/g: instances.json + refs(<partition>).json/.jsonl/"
+                  ".parquet + COCO train2014/ (--split val/train/testA/testB/test, default val)",
+                  "the refs partition (unc, google, umd) when the folder holds several"),
 )}
 
 
