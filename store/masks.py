@@ -18,7 +18,8 @@ SBD_STRUCTS = ("GTcls", "GTinst")  # SBD's class and instance files: a struct wh
 
 def read_label_mask(path: str | Path) -> np.ndarray:
     """An (H, W) int64 id map from a mask file: palette / grey PNGs as their indices, RGB colours numbered in
-    sorted order with black as background 0, SBD `.mat` files as their `Segmentation` field."""
+    sorted order with black as background 0, SBD `.mat` files as their `Segmentation` field. OSError for a
+    missing or undecodable image, ValueError for a .mat file without a segmentation."""
     path = Path(path)
     if path.suffix.lower() == ".mat":
         return _read_sbd_mat(path)
@@ -36,8 +37,12 @@ def read_label_mask(path: str | Path) -> np.ndarray:
 
 def _read_sbd_mat(path: Path) -> np.ndarray:
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
-    content = loadmat(path, squeeze_me=True, struct_as_record=False)
+    try:
+        content = loadmat(path, squeeze_me=True, struct_as_record=False)
+    except MatReadError as error:
+        raise ValueError(f"{path}: not a MATLAB file ({error})") from None
     for name in SBD_STRUCTS:
         if name in content:
             return np.asarray(content[name].Segmentation).astype(np.int64)

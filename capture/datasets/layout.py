@@ -6,20 +6,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from capture.errors import CaptureError
+from store.masks import read_label_mask
 
 
 def require_dir(path: Path, dataset: str, what: str) -> Path:
     """`path` if it is a directory; else CaptureError naming it (`what`: what the folder should hold)."""
     if not path.is_dir():
-        raise CaptureError(f"{dataset}: expected {what} at {path} (is --data-root the {dataset} folder?)")
+        raise CaptureError(f"{dataset}: expected {what} at {path}")
     return path
 
 
 def require_file(path: Path, dataset: str, what: str) -> Path:
     """`path` if it is a file; else CaptureError naming it."""
     if not path.is_file():
-        raise CaptureError(f"{dataset}: expected {what} at {path} (is --data-root the {dataset} folder?)")
+        raise CaptureError(f"{dataset}: expected {what} at {path}")
     return path
 
 
@@ -46,3 +49,11 @@ def choose(subset: str | None, available: Iterable[str], dataset: str, what: str
 def read_list(path: Path) -> list[str]:
     """The non-empty lines of a list file (ImageSets/*.txt), stripped."""
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_mask(path: Path, dataset: str) -> np.ndarray:
+    """`store.masks.read_label_mask(path)`, an unreadable file refused with one line naming it."""
+    try:
+        return read_label_mask(path)
+    except (OSError, ValueError) as error:
+        raise CaptureError(f"{dataset}: unreadable mask {path} ({error})") from None

@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from capture.datasets.base import IMAGE_SUFFIXES, Dataset, Record
-from capture.datasets.layout import choose, refuse_split
+from capture.datasets.layout import choose, read_mask, refuse_split
 from capture.errors import CaptureError
 from store import annotation as contract
-from store.masks import read_label_mask
 
 NAME = "msrc"
 GROUND_TRUTH = "GroundTruth"
@@ -57,7 +56,7 @@ def open_msrc(root: Path, split: str | None, limit: int | None, subset: str | No
             if limit is not None and len(records) >= limit:
                 return Dataset(NAME, root, None, records)
             mask = _mask_of(image, mask_dir)
-            foreground = [int(i) for i in np.unique(read_label_mask(mask)) if i != 0] or [1]  # [1]: an empty mask
+            foreground = [int(i) for i in np.unique(read_mask(mask, NAME)) if i != 0] or [1]  # [1]: an empty mask
             annotation = {
                 contract.CATEGORY: label,
                 contract.CATEGORIES: [label],

@@ -36,10 +36,9 @@ from typing import Any
 import numpy as np
 
 from capture.datasets.base import Dataset, Record
-from capture.datasets.layout import choose, read_list, require_dir, require_file
+from capture.datasets.layout import choose, read_list, read_mask, require_dir, require_file
 from capture.errors import CaptureError
 from store import annotation as contract
-from store.masks import read_label_mask
 
 NAME = "pascal5i"
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -81,7 +80,7 @@ def open_pascal5i(root: Path, split: str | None, limit: int | None, subset: str 
         if mask_path is None:
             raise CaptureError(f"{NAME}: no class mask for {image_id} (expected SegmentationClass/{image_id}.png, "
                                f"SegmentationClassAug/{image_id}.png or SBD's cls/{image_id}.mat)")
-        classes = read_label_mask(mask_path)
+        classes = read_mask(mask_path, NAME)
         present = [int(c) for c in np.unique(classes) if 1 <= c <= len(VOC_CLASSES)]
         if not chosen.intersection(present):
             continue
@@ -94,7 +93,7 @@ def open_pascal5i(root: Path, split: str | None, limit: int | None, subset: str 
         }
         instances_path = instance_mask(image_id)
         if instances_path is not None:
-            annotation[contract.OBJECTS] = _objects(read_label_mask(instances_path), classes)
+            annotation[contract.OBJECTS] = _objects(read_mask(instances_path, NAME), classes)
         records.append(Record(image_id, (root / "JPEGImages" / f"{image_id}.jpg",), annotation))
     if not records:
         raise CaptureError(f"{NAME}: no {split} image holds a class of " + (f"folds {subset}" if folds else "VOC"))

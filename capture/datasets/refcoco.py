@@ -64,19 +64,25 @@ def open_refcoco(root: Path, split: str | None, limit: int | None, subset: str |
         if ann is None or image is None:
             raise CaptureError(f"{NAME}: ref {ref['ref_id']} names annotation {ref['ann_id']} / image "
                                f"{ref['image_id']}, not in {instances_path}")
-        path = image_dir / image["file_name"]
+        try:
+            referred, path = _object(ann, names[ann["category_id"]]), image_dir / image["file_name"]
+        except KeyError as error:
+            raise CaptureError(f"{instances_path}: annotation {ann.get('id')} or its image or category lacks "
+                               f"{error}") from None
         for index, sentence in enumerate(ref["sentences"]):
             if limit is not None and len(records) >= limit:
                 return Dataset(NAME, root, split, records)
-            sent_id = sentence.get("sent_id", index)
+            sent_id, text = sentence.get("sent_id", index), sentence.get("raw") or sentence.get("sent")
+            if not text:
+                raise CaptureError(f"{refs_files[0]}: ref {ref['ref_id']} sentence {index} has no raw or sent text")
             annotation = {
                 contract.IMAGE_ID: ref["image_id"],
                 contract.FILE_NAME: os.path.relpath(path, root),
-                contract.OBJECT: _object(ann, names[ann["category_id"]]),
+                contract.OBJECT: referred,
                 "ref_id": ref["ref_id"],
                 "sent_id": sent_id,
             }
-            records.append(Record(f"{ref['ref_id']}/{sent_id}", (path,), annotation, sentence.get("raw") or sentence["sent"]))
+            records.append(Record(f"{ref['ref_id']}/{sent_id}", (path,), annotation, text))
     return Dataset(NAME, root, split, records)
 
 
@@ -93,11 +99,7 @@ def export_files(root: Path, partition: str | None) -> list[Path]:
     if (root / HF_EXPORT).is_dir() and list((root / HF_EXPORT).glob("*.parquet")):
         exports.setdefault(HF_EXPORT, sorted((root / HF_EXPORT).glob("*.parquet")))
     if not exports:
-        pickles = sorted(root.glob("refs*.p"))
-        if pickles:
-            raise CaptureError(f"{NAME}: {pickles[0]} is a pickle, which is never loaded here (unpickling runs code "
-                               "the file names); put a JSON, JSON-lines or parquet export of the same refs beside it, "
-                               "e.g. the Hugging Face data set jxu124/refcoco's data/*.parquet")
+        _refuse_pickle(sorted(root.glob("refs*.p")))
         raise CaptureError(f"{NAME}: expected the refs export at {root}/refs(<partition>).json (or .jsonl, .parquet, "
                            "or data/*.parquet)")
     if partition is None:
@@ -106,8 +108,18 @@ def export_files(root: Path, partition: str | None) -> list[Path]:
                                "choose one with --subset")
         return next(iter(exports.values()))
     if partition not in exports:
+        _refuse_pickle([root / f"refs({partition}).p"])
         raise CaptureError(f"{NAME}: no refs({partition}) export under {root} (found: {', '.join(sorted(exports))})")
     return exports[partition]
+
+
+def _refuse_pickle(candidates: list[Path]) -> None:
+    """One line pointing to a safe export when the refs exist only as the toolkit's pickle."""
+    for path in candidates:
+        if path.is_file():
+            raise CaptureError(f"{NAME}: {path} is a pickle, which is never loaded here (unpickling runs code the "
+                               "file names); put a JSON, JSON-lines or parquet export of the same refs beside it, "
+                               "e.g. the Hugging Face data set jxu124/refcoco's data/*.parquet")
 
 
 def image_folder(root: Path) -> Path:
@@ -135,6 +147,8 @@ def _read_refs(path: Path) -> list[dict[str, Any]]:
         missing = [key for key in REF_FIELDS if key not in ref]
         if missing:
             raise CaptureError(f"{path}: a ref without {', '.join(missing)} (ref_id {ref.get('ref_id')})")
+        if not isinstance(ref["sentences"], list) or not all(isinstance(s, dict) for s in ref["sentences"]):
+            raise CaptureError(f"{path}: ref {ref['ref_id']}'s sentences are not a list of {{raw, sent, sent_id}}")
     return refs
 
 

@@ -67,6 +67,10 @@ def test_wrong_root_missing_masks_and_splits_are_one_line(object_discovery_root,
     assert "\n" not in str(error.value)
     with pytest.raises(CaptureError, match="has no splits"):
         open_dataset("msrc", object_discovery_root, "val", None)
+    (object_discovery_root / "plane/GroundTruth/3_5_s.png").write_bytes(b"\x89PNG truncated")
+    with pytest.raises(CaptureError, match=r"unreadable mask .*3_5_s.png") as error:
+        open_dataset("msrc", object_discovery_root, None, None)
+    assert "\n" not in str(error.value)
     (object_discovery_root / "plane/GroundTruth/3_5_s.png").unlink()
     with pytest.raises(CaptureError, match=r"no ground-truth mask for .*3_5_s.bmp"):
         open_dataset("msrc", object_discovery_root, None, None)

@@ -124,6 +124,9 @@ def test_a_pickle_is_refused_unread(refer_root, tmp_path):
     with pytest.raises(CaptureError, match=r"refs\(unc\).p is a pickle, which is never loaded here") as error:
         open_dataset("refcoco", refer_root, None, None)
     assert "\n" not in str(error.value) and "parquet" in str(error.value)
+    (refer_root / "refs(google).json").write_text(json.dumps(REFS))  # another partition as JSON: unc still refused
+    with pytest.raises(CaptureError, match=r"refs\(unc\).p is a pickle"):
+        open_dataset("refcoco", refer_root, None, None, subset="unc")
     assert not marker.exists()
 
 
