@@ -13,11 +13,9 @@ are upsampled to pixels and scored with the DAVIS region (J, IoU) and boundary (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from PIL import Image
 from skimage.morphology import disk
 from skimage.segmentation import find_boundaries
 
@@ -34,6 +32,7 @@ from analyses.tokens import (
     tokens_to_pixels,
     unit_vectors_of,
 )
+from store.masks import read_label_mask as load_mask
 from store.schema import KV_HEAD, LAYER, VALUES
 
 # ---------------------------------------------------------------------------------------------------------
@@ -195,21 +194,6 @@ class Video:
     name: str
     frames: list[tuple[int, int]]
     masks: list[np.ndarray] = field(repr=False)
-
-
-def load_mask(path: str | Path) -> np.ndarray:
-    """An object-id map from a mask file: palette / grey PNGs as their indices, RGB colours numbered in
-    sorted order with black as background 0."""
-    image = Image.open(path)
-    if image.mode in ("P", "L", "I", "I;16", "1"):
-        return np.asarray(image).astype(np.int64)
-    rgb = np.asarray(image.convert("RGB")).reshape(-1, 3)
-    colours, ids = np.unique(rgb, axis=0, return_inverse=True)
-    black = np.flatnonzero((colours == 0).all(axis=1))
-    if len(black):  # renumber so black is 0
-        order = np.concatenate([black, np.setdiff1d(np.arange(len(colours)), black)])
-        ids = np.argsort(order)[ids]
-    return ids.reshape(image.height, image.width).astype(np.int64)
 
 
 def videos(ds: xr.Dataset) -> list[Video]:

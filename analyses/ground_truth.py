@@ -1,5 +1,6 @@
-"""Ground truth for scoring, from the dataset a store was captured from: COCO instance masks (pycocotools)
-and manifest mask files. The store's attributes say where the dataset lives; nothing here loads a model."""
+"""Ground truth for scoring, from the dataset a store was captured from: COCO instance masks (pycocotools),
+a sample object's own segmentation, and mask files. The store's attributes say where the dataset lives; nothing
+here loads a model."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from analyses.correspondence import load_mask
 from analyses.tokens import sample_annotation
 from store import annotation as ann
+from store.masks import label_masks, read_label_mask, segmentation_mask
 from store.schema import CaptureConfig
 
 COCO_DATASETS = ("coco", "synthetic-coco")
@@ -28,19 +29,23 @@ def _coco(instances_path: str):
 
 
 def object_masks(ds: xr.Dataset, sample: int) -> dict[str, np.ndarray]:
-    """Binary (H, W) masks of sample's image 0 by label: COCO categories (union of their instances), or a
-    manifest record's `masks` file (each non-zero id as label "1", "2", ...)."""
+    """Binary (H, W) masks of sample's image 0 by label: COCO categories (union of their instances); else the
+    sample's `object` when it carries a segmentation (RefCOCO: the referred instance, by its label); else the
+    `masks` file, ids named by `mask_labels` (VOC classes, a co-segmentation class) or "1", "2", ..."""
     config = CaptureConfig.of(ds.attrs)
     annotation = sample_annotation(ds, sample)
     if config.dataset in COCO_DATASETS:
         return _coco_masks(config, annotation)
+    obj = annotation.get(ann.OBJECT)
+    if obj and obj.get(ann.SEGMENTATION) is not None:
+        height, width = int(ds.image_height.values[sample, 0]), int(ds.image_width.values[sample, 0])
+        return {obj[ann.LABEL]: segmentation_mask(obj[ann.SEGMENTATION], height, width)}
     masks_path = annotation.get(ann.MASKS)
     if isinstance(masks_path, list):
         masks_path = masks_path[0]
     if not masks_path:
         return {}
-    ids = load_mask(masks_path)
-    return {str(i): ids == i for i in np.unique(ids) if i != 0}
+    return label_masks(read_label_mask(masks_path), annotation.get(ann.MASK_LABELS))
 
 
 def _coco_masks(config: CaptureConfig, annotation: dict) -> dict[str, np.ndarray]:

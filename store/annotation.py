@@ -15,6 +15,10 @@ the original image file, x to the right, y down):
     keypoints      [[[x, y] | None]]  per image, matching keypoints (None: not visible); pairs: source, target
     bboxes         [[x1, y1, x2, y2]]   per image, the box the keypoints belong to (PCK's normaliser)
     masks          str | [str]      a label-id mask file (0 = background, k = object k), or one per image
+                                    (decoded by `store.masks.read_label_mask`: PNG indices, RGB colours, SBD .mat)
+    mask_labels    {str: str}       the label of each id of `masks` (id as a string: label), when ids stand for
+                                    classes (VOC class ids, a co-segmentation set's foreground); ids not listed
+                                    belong to no label (VOC's 255 border)
     video, frame   str, int         the video a single-frame record belongs to, and its index in it
     answer         str | int        the expected answer: a VQA answer string, or for choice trials the 1-based
                                     index in `images` of the candidate that matches image 0
@@ -23,9 +27,9 @@ the original image file, x to the right, y down):
     next_token_id  int              with `--visual-prefix`: the token the model should predict next (the label)
 
 Objects carry `id`, `label`, `box` ([x1, y1, x2, y2] pixel corners), and may carry `iscrowd` and
-`segmentation` (COCO polygons or RLE, in image-0 pixels). Readers of new data sets keep to these names, so
-that every analysis finds the same thing under the same key; anything else a manifest line holds is kept
-as it is.
+`segmentation` (COCO polygons or RLE, in image-0 pixels; decoded by `store.masks.segmentation_mask`). Readers
+of new data sets keep to these names, so that every analysis finds the same thing under the same key; anything
+else a manifest line holds is kept as it is.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ CATEGORY = "category"
 KEYPOINTS = "keypoints"
 BBOXES = "bboxes"
 MASKS = "masks"
+MASK_LABELS = "mask_labels"
 VIDEO = "video"
 FRAME = "frame"
 ANSWER = "answer"

@@ -12,9 +12,14 @@ from pathlib import Path
 
 from capture.datasets.base import Dataset, ImageLoadError, Record, load_image
 from capture.datasets.coco import open_coco
+from capture.datasets.davis import open_davis
 from capture.datasets.folder import open_folder
 from capture.datasets.manifest import open_manifest
+from capture.datasets.msrc import open_msrc
+from capture.datasets.pascal5i import open_pascal5i
+from capture.datasets.refcoco import open_refcoco
 from capture.datasets.samples import SAMPLE_UNITS, expand_samples, record_fields
+from capture.datasets.spair import open_spair
 from capture.datasets.synthetic_coco import open_synthetic_coco
 from capture.datasets.synthetic_correspondence import open_synthetic_correspondence
 from capture.errors import CaptureError
@@ -43,6 +48,18 @@ DATASETS: dict[str, DatasetReader] = {reader.name: reader for reader in (
                   "generated COCO-format shapes (generated into the cache, or into --data-root)"),
     DatasetReader("synthetic-correspondence", lambda root, split, limit: open_synthetic_correspondence(root, limit),
                   False, "generated keypoint pairs, choice trials and videos with masks"),
+    DatasetReader("spair", open_spair, True, "SPair-71k: PairAnnotation/<split>/*.json + JPEGImages/<category>/ "
+                  "(--split trn/val/test, default test)", "categories, comma-separated (e.g. cat,dog)"),
+    DatasetReader("davis", open_davis, True, "DAVIS-2017: JPEGImages/480p/, Annotations/480p/ palette PNGs, "
+                  "ImageSets/2017/<split>.txt (--split val/train, default val)", "sequence names, comma-separated"),
+    DatasetReader("msrc", open_msrc, True, "MSRC co-segmentation subset: <class>/ images with <class>/GroundTruth/ "
+                  "masks (or Images/<class>/ + GroundTruth/<class>/)", "classes, comma-separated"),
+    DatasetReader("pascal5i", open_pascal5i, True, "Pascal-5i: VOC2012 (JPEGImages/, SegmentationClass/, "
+                  "ImageSets/Segmentation/) + SBD for --split train (default val)",
+                  "folds 0-3, comma-separated (fold i: VOC classes 5i+1..5i+5)"),
+    DatasetReader("refcoco", open_refcoco, True, "RefCOCO/+/g: instances.json + refs(<partition>).json/.jsonl/"
+                  ".parquet + COCO train2014/ (--split val/train/testA/testB/test, default val)",
+                  "the refs partition (unc, google, umd) when the folder holds several"),
 )}
 
 
