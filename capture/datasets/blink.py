@@ -44,7 +44,7 @@ def open_blink(root: Path, split: str | None = None, limit: int | None = None, s
     records: list[Record] = []
     for task in tasks:
         for path in files[task]:
-            for row in read_parquet_rows(path, "BLINK", ("idx", "question", "choices", "answer", "image_1")):
+            for row in read_parquet_rows(path, "BLINK", ("idx", "prompt", "choices", "answer", "image_1")):
                 if limit is not None and len(records) >= limit:
                     return Dataset("blink", root, split, records)
                 records.append(_record(row, task, cache / task, path))
@@ -67,11 +67,4 @@ def _record(row: dict[str, Any], task: str, cache: Path, path: Path) -> Record:
     answer = str(row["answer"] or "").strip()
     if OPTION.match(answer):
         annotation[keys.ANSWER] = answer
-    text = row.get("prompt") or _prompt(str(row["question"]), choices)
-    return Record(idx, images, annotation, text)
-
-
-def _prompt(question: str, choices: list[str]) -> str:
-    """The question followed by its lettered options, for rows that carry no `prompt`."""
-    options = "\n".join(f"({chr(ord('A') + k)}) {choice}" for k, choice in enumerate(choices))
-    return f"{question}\nSelect from the following choices.\n{options}"
+    return Record(idx, images, annotation, str(row["prompt"]))

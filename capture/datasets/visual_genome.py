@@ -50,6 +50,7 @@ MIN_OBJECTS = 10
 TRAIN_FRACTION = 0.8
 SPLIT_SEED = 0
 NAME = "Visual Genome"
+LABEL_SPLIT_VERSION = 1  # part of the cache key: bump when the rule changes
 
 
 def open_visual_genome(root: Path, split: str | None = None, limit: int | None = None,
@@ -108,7 +109,7 @@ def class_labels(synset_counts: Counter[str]) -> dict[str, str]:
 def label_split(labels: list[str]) -> dict[str, list[str]]:
     """{"seen": [...], "unseen": [...]}: spherical k-means (K=2) over the labels' all-MiniLM-L6-v2 embeddings,
     the larger group seen (rule 4); cached per set of labels."""
-    digest = hashlib.sha256(json.dumps(sorted(labels)).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps([LABEL_SPLIT_VERSION, sorted(labels)]).encode()).hexdigest()[:16]
     path = cache_home() / "datasets" / "visual-genome" / f"label-split-{digest}.json"
     if path.is_file():
         saved = json.loads(path.read_text())
