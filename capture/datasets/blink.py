@@ -60,7 +60,8 @@ def _parquet_files(root: Path, task: str, split: str) -> list[Path]:
 
 def _record(row: dict[str, Any], task: str, cache: Path, path: Path) -> Record:
     idx = str(row["idx"])
-    images = tuple(save_embedded_image(row[column], cache / relative_name(f"{idx}_{column}"), f"BLINK: {path} row {idx} {column}")
+    images = tuple(save_embedded_image(row[column], cache / relative_name(f"{idx}_{column}"),
+                                       f"BLINK: {path} row {idx} {column}")
                    for column in IMAGE_COLUMNS if row.get(column) is not None)
     choices = [str(choice) for choice in row["choices"] or []]
     annotation: dict[str, Any] = {keys.QUESTION_ID: idx, keys.SUBSET: task, keys.CHOICES: choices}

@@ -34,7 +34,7 @@ def question_file(root: Path, subset: str) -> Path:
     for folder in QUESTION_DIRS:
         if (root / folder / name).is_file():
             return root / folder / name
-    raise CaptureError(f"POPE question file {root / name} not found (nor in {', '.join(QUESTION_DIRS[1:])}/)")
+    raise CaptureError(f"POPE question file {root / name} not found (nor in {' or '.join(f'{d}/' for d in QUESTION_DIRS[1:])})")
 
 
 def question_object(question: str) -> str | None:

@@ -121,8 +121,8 @@ def label_split(labels: list[str]) -> dict[str, list[str]]:
     from analyses.label_embeddings import embed_labels
 
     split = split_labels(sorted(labels), embed_labels(sorted(labels)))
-    _write_json(path, {"rule": "Jung et al. §3: spherical k-means, K=2, over all-MiniLM-L6-v2 label embeddings; "
-                               "the larger group is seen", "seed": 0, **split})
+    _write_json(path, {"rule": "Jung et al. §3: spherical k-means, K=2 (best of 20 runs), over all-MiniLM-L6-v2 label "
+                               "embeddings; the larger group is seen", "seed": 0, **split})
     return split
 
 
@@ -196,6 +196,10 @@ def _record(root: Path, image_id: int, objects: list[dict[str, Any]], location: 
 def _write_json(path: Path, content: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        json.dump(content, stream, indent=1)
-    os.replace(staging, path)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(content, stream, indent=1)
+        os.replace(staging, path)  # atomic: a concurrent reader never sees half a file
+    finally:
+        if os.path.exists(staging):
+            os.unlink(staging)

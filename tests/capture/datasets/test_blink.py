@@ -20,6 +20,7 @@ from PIL import Image
 import store.reader
 from capture.datasets import open_dataset
 from capture.datasets.blink import TASKS
+from capture.datasets.embedded import save_embedded_image
 from capture.errors import CaptureError
 from capture.run import CaptureOptions, run_capture
 
@@ -114,3 +115,12 @@ def test_capture(blink_root, tmp_path):
     ds = store.reader.open(out)
     assert list(ds.image_width.values[0][:3]) == [32, 40, 48]  # the three images of the first question
     assert json.loads(str(ds.annotation.values[1]))["answer"] == "(B)"
+
+
+def test_undecodable_cells(tmp_path):
+    # bytes PIL cannot read keep their recorded suffix (else .bin): capture then skips the sample as corrupt
+    assert save_embedded_image({"bytes": b"garbage", "path": "a.JPG"}, tmp_path / "x", "cell").name == "x.jpg"
+    assert save_embedded_image({"bytes": b"garbage", "path": None}, tmp_path / "y", "cell").read_bytes() == b"garbage"
+    assert (tmp_path / "y.bin").is_file()
+    with pytest.raises(CaptureError, match=r"^BLINK: row 3 image_2 holds no image bytes$"):
+        save_embedded_image({"bytes": None, "path": "b.png"}, tmp_path / "z", "BLINK: row 3 image_2")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +20,7 @@ from PIL import Image
 
 import store.reader
 from capture.datasets import open_dataset
+from capture.datasets.embedded import relative_name
 from capture.errors import CaptureError
 from capture.run import CaptureOptions, run_capture
 
@@ -115,3 +117,10 @@ def test_capture(cvbench_root, tmp_path):
     ds = store.reader.open(out)
     assert json.loads(str(ds.annotation.values[1]))["source"] == "COCO"
     assert "(A) left\n(B) right" in str(ds.prompt.values[1])
+
+
+def test_recorded_names_stay_inside_the_cache():
+    assert relative_name("img/2D/count/ade20k_10.png") == Path("img/2D/count/ade20k_10.png")
+    assert relative_name("../../etc/x.png") == Path("etc/x.png")
+    assert relative_name("/abs/./img.png") == Path("abs/img.png")
+    assert relative_name("img\\3D\\a.png") == Path("img/3D/a.png")

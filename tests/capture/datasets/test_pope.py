@@ -93,8 +93,11 @@ def test_question_object(question, expected):
 def test_wrong_root_names_what_it_expected(tmp_path, pope_root):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(CaptureError, match=r"^POPE question file .*/empty/coco_pope_random.json not found"):
+    with pytest.raises(CaptureError, match=r"^POPE question file .*/empty/coco_pope_random.json not found "
+                                           r"\(nor in output/coco/ or coco/\)$"):
         open_dataset("pope", empty, None, None)
+    with pytest.raises(CaptureError, match=r"--dataset pope has no splits \(got --split 'val2014'\)"):
+        open_dataset("pope", pope_root, "val2014", None)
     with pytest.raises(CaptureError, match=r"^--data-root .*/missing does not exist"):
         open_dataset("pope", tmp_path / "missing", None, None)
     (pope_root / "val2014").rename(pope_root / "images")
