@@ -24,6 +24,10 @@ the original image file, x to the right, y down):
                                     index in `images` of the candidate that matches image 0
     choices        [str]            the options of a multiple-choice question, in order
     question_id    str | int        the data set's own id of a question
+    subset         str              the named subset (`--subset`) a record belongs to: a POPE setting, an MME
+                                    subtask, a BLINK or CV-Bench task, Visual Genome's seen / unseen labels
+    source         str              the data set a benchmark question's image comes from, where the benchmark
+                                    scores per source (CV-Bench: ADE20K, COCO, Omni3D)
     next_token_id  int              with `--visual-prefix`: the token the model should predict next (the label)
 
 Objects carry `id`, `label`, `box` ([x1, y1, x2, y2] pixel corners), and may carry `iscrowd` and
@@ -54,6 +58,8 @@ FRAME = "frame"
 ANSWER = "answer"
 CHOICES = "choices"
 QUESTION_ID = "question_id"
+SUBSET = "subset"
+SOURCE = "source"
 NEXT_TOKEN_ID = "next_token_id"
 
 # keys of one object

@@ -11,17 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capture.datasets.base import Dataset, ImageLoadError, Record, load_image
+from capture.datasets.blink import open_blink
 from capture.datasets.coco import open_coco
+from capture.datasets.cvbench import open_cvbench
 from capture.datasets.davis import open_davis
 from capture.datasets.folder import open_folder
+from capture.datasets.gqa import open_gqa
 from capture.datasets.manifest import open_manifest
+from capture.datasets.mme import open_mme
 from capture.datasets.msrc import open_msrc
 from capture.datasets.pascal5i import open_pascal5i
+from capture.datasets.pope import open_pope
 from capture.datasets.refcoco import open_refcoco
 from capture.datasets.samples import SAMPLE_UNITS, expand_samples, record_fields
 from capture.datasets.spair import open_spair
 from capture.datasets.synthetic_coco import open_synthetic_coco
 from capture.datasets.synthetic_correspondence import open_synthetic_correspondence
+from capture.datasets.visual_genome import open_visual_genome
 from capture.errors import CaptureError
 
 
@@ -60,6 +66,25 @@ DATASETS: dict[str, DatasetReader] = {reader.name: reader for reader in (
     DatasetReader("refcoco", open_refcoco, True, "RefCOCO/+/g: instances.json + refs(<partition>).json/.jsonl/"
                   ".parquet + COCO train2014/ (--split val/train/testA/testB/test, default val)",
                   "the refs partition (unc, google, umd) when the folder holds several"),
+    DatasetReader("pope", open_pope, True,
+                  "POPE: coco_pope_{random,popular,adversarial}.json and COCO val2014/ under --data-root",
+                  "POPE settings: random, popular, adversarial (comma-separated; default all three)"),
+    DatasetReader("mme", open_mme, True,
+                  "MME as released: one folder per subtask (images + question .txt files) under --data-root",
+                  "MME subtasks (existence, count, ..., code_reasoning) or perception / cognition; default all 14"),
+    DatasetReader("gqa", lambda root, split, limit: open_gqa(root, split, limit), True,
+                  "GQA: questions1.2/<split>_balanced_questions.json and images/ under --data-root; "
+                  "--split testdev (default), val, train"),
+    DatasetReader("blink", open_blink, True,
+                  "BLINK as on the Hugging Face hub: <Task>/<split>-*.parquet under --data-root; --split val (default), test",
+                  "BLINK tasks (Art_Style, Counting, ...; comma-separated; default all 14)"),
+    DatasetReader("cvbench", open_cvbench, True,
+                  "CV-Bench as on the Hugging Face hub: test_{2d,3d}.jsonl + img/, or test_{2d,3d}.parquet, under --data-root",
+                  "CV-Bench tasks Count, Relation, Depth, Distance, or 2D / 3D (comma-separated; default all)"),
+    DatasetReader("visual-genome", open_visual_genome, True,
+                  "Visual Genome: objects.json, image_data.json, VG_100K/ and VG_100K_2/ under --data-root; "
+                  "--split train / test (80/20 of the images; default all)",
+                  "Jung et al.'s label groups: seen or unseen (labels become their synset classes)"),
 )}
 
 

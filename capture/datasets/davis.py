@@ -40,7 +40,7 @@ def open_davis(root: Path, split: str | None, limit: int | None, subset: str | N
     masks_dir = require_dir(root / "Annotations" / RESOLUTION, NAME,
                             f"the palette masks (Annotations/{RESOLUTION}/<sequence>/)")
     sequences = read_list(list_file)
-    wanted = choose(subset, sequences, NAME, f"sequences of {split}")
+    wanted = choose(subset, sequences, NAME)
     records: list[Record] = []
     for sequence in wanted or sequences:
         folder = require_dir(frames_dir / sequence, NAME, f"the frames of sequence {sequence}")

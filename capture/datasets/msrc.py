@@ -48,7 +48,7 @@ def open_msrc(root: Path, split: str | None, limit: int | None, subset: str | No
     """One record per image of each class folder (classes sorted, images sorted); `subset`: classes."""
     refuse_split(split, NAME)
     folders = class_folders(root)
-    wanted = choose(subset, folders, NAME, "classes")
+    wanted = choose(subset, folders, NAME)
     records: list[Record] = []
     for label in wanted or list(folders):
         image_dir, mask_dir = folders[label]

@@ -68,7 +68,7 @@ def open_pascal5i(root: Path, split: str | None, limit: int | None, subset: str 
         image_ids = val
     else:
         image_ids = _train_ids(root, read_list(require_file(lists / "train.txt", NAME, "the VOC train list")), val, sbd)
-    folds = choose(subset, [str(f) for f in range(N_FOLDS)], NAME, "folds")
+    folds = choose(subset, [str(f) for f in range(N_FOLDS)], NAME)
     chosen = {c for f in folds for c in fold_classes(int(f))} if folds else set(range(1, len(VOC_CLASSES) + 1))
     class_mask = _finder(root, sbd, ("SegmentationClass", "SegmentationClassAug"), "cls")
     instance_mask = _finder(root, sbd, ("SegmentationObject", "SegmentationObjectAug"), "inst")

@@ -41,7 +41,7 @@ def open_spair(root: Path, split: str | None, limit: int | None, subset: str | N
     pair_dir = require_dir(root / "PairAnnotation" / split, NAME, f"the {split} pair files (PairAnnotation/{split}/*.json)")
     image_dir = require_dir(root / "JPEGImages", NAME, "the images by category (JPEGImages/<category>/)")
     categories = sorted(p.name for p in image_dir.iterdir() if p.is_dir())
-    wanted = choose(subset, categories, NAME, "categories")
+    wanted = choose(subset, categories, NAME)
     records = []
     for path in sorted(pair_dir.glob("*.json")):
         if limit is not None and len(records) >= limit:
