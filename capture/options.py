@@ -31,7 +31,9 @@ class CaptureOptions:
     dataset: str = option("synthetic-coco", choices=DATASETS, help="data set reader (see README, Datasets)")
     data_root: Path | None = option(
         None, help="dataset directory (synthetic-coco: where to generate it; manifest: the .jsonl file)")
-    split: str | None = option(None, help="COCO split, e.g. val2017")
+    split: str | None = option(None, help="the data set's split (coco: val2017 by default; see README, Data sets read natively)")
+    subset: str | None = option(None, help="part of the data set, comma-separated (SPair categories, DAVIS sequences, Pascal-5i "
+                                      "folds, POPE settings, ...; see README, Data sets read natively)")
     limit: int | None = option(None, help="capture only the first N samples")
     samples: str = option("images", choices=SAMPLE_UNITS,
                           help="one sample per image, per box annotation, or per category name (text only)")

@@ -45,6 +45,7 @@ def capture_config(options: CaptureOptions, loaded: LoadedModel, dataset: Datase
         dataset=dataset.name,
         data_root=str(dataset.root.resolve()),
         split=dataset.split,
+        subset=options.subset,
         limit=options.limit,
         n_samples=plan.n_samples,
         sample_ids_sha256=hashlib.sha256("\n".join(r.sample_id for r in dataset.records).encode()).hexdigest(),

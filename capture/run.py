@@ -97,7 +97,8 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
 def _open_dataset(options: CaptureOptions) -> Dataset:
     """The records to capture, one per `--samples` unit, `--limit` applied, their prompt fields checked."""
     per_image = options.samples == "images"
-    dataset = open_dataset(options.dataset, options.data_root, options.split, options.limit if per_image else None)
+    dataset = open_dataset(options.dataset, options.data_root, options.split, options.limit if per_image else None,
+                           options.subset)
     dataset = expand_samples(dataset, options.samples, options.text_only)
     if options.limit is not None:
         dataset = replace(dataset, records=dataset.records[: options.limit])

@@ -243,6 +243,7 @@ class CaptureConfig:
     dataset: str
     data_root: str = ""
     split: str | None = None
+    subset: str | None = None  # the part of the data set read (--subset)
     limit: int | None = None
     n_samples: int
     sample_ids_sha256: str = ""  # of the sample ids joined by newlines: the exact records captured

@@ -31,19 +31,19 @@ LISTS = Path("ImageSets") / "2017"
 def open_davis(root: Path, split: str | None, limit: int | None, subset: str | None = None) -> Dataset:
     """Frames of the sequences of `split` (default val); `subset`: sequence names, comma-separated."""
     split = split or DEFAULT_SPLIT
-    list_dir = require_dir(root / LISTS, NAME, "the sequence lists (ImageSets/2017/{train,val}.txt)")
+    list_dir = require_dir(root / LISTS, NAME, "sequence lists (ImageSets/2017/{train,val}.txt)")
     list_file = list_dir / f"{split}.txt"
     if not list_file.is_file():
         known = sorted(p.stem for p in list_dir.glob("*.txt"))
         raise CaptureError(f"{NAME}: no sequence list {list_file} for --split {split!r} (found: {', '.join(known)})")
-    frames_dir = require_dir(root / "JPEGImages" / RESOLUTION, NAME, f"the frames (JPEGImages/{RESOLUTION}/<sequence>/)")
+    frames_dir = require_dir(root / "JPEGImages" / RESOLUTION, NAME, f"frames (JPEGImages/{RESOLUTION}/<sequence>/)")
     masks_dir = require_dir(root / "Annotations" / RESOLUTION, NAME,
-                            f"the palette masks (Annotations/{RESOLUTION}/<sequence>/)")
+                            f"palette masks (Annotations/{RESOLUTION}/<sequence>/)")
     sequences = read_list(list_file)
     wanted = choose(subset, sequences, NAME)
     records: list[Record] = []
     for sequence in wanted or sequences:
-        folder = require_dir(frames_dir / sequence, NAME, f"the frames of sequence {sequence}")
+        folder = require_dir(frames_dir / sequence, NAME, f"frames of sequence {sequence}")
         for index, frame in enumerate(sorted(folder.glob("*.jpg"))):
             if limit is not None and len(records) >= limit:
                 return Dataset(NAME, root, split, records)

@@ -60,14 +60,14 @@ def open_pascal5i(root: Path, split: str | None, limit: int | None, subset: str 
     split = split or "val"
     if split not in SPLITS:
         raise CaptureError(f"{NAME}: unknown --split {split!r} (choose from {', '.join(SPLITS)})")
-    require_dir(root / "JPEGImages", NAME, "the VOC2012 images (JPEGImages/)")
-    lists = require_dir(root / "ImageSets" / "Segmentation", NAME, "the VOC segmentation lists (ImageSets/Segmentation/)")
-    val = read_list(require_file(lists / "val.txt", NAME, "the VOC val list"))
+    require_dir(root / "JPEGImages", NAME, "VOC2012 images (JPEGImages/)")
+    lists = require_dir(root / "ImageSets" / "Segmentation", NAME, "VOC segmentation lists (ImageSets/Segmentation/)")
+    val = read_list(require_file(lists / "val.txt", NAME, "VOC val list"))
     sbd = next((root / name for name in SBD_FOLDERS if (root / name / "cls").is_dir()), None)
     if split == "val":
         image_ids = val
     else:
-        image_ids = _train_ids(root, read_list(require_file(lists / "train.txt", NAME, "the VOC train list")), val, sbd)
+        image_ids = _train_ids(root, read_list(require_file(lists / "train.txt", NAME, "VOC train list")), val, sbd)
     folds = choose(subset, [str(f) for f in range(N_FOLDS)], NAME)
     chosen = {c for f in folds for c in fold_classes(int(f))} if folds else set(range(1, len(VOC_CLASSES) + 1))
     class_mask = _finder(root, sbd, ("SegmentationClass", "SegmentationClassAug"), "cls")

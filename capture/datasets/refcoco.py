@@ -42,7 +42,7 @@ HF_EXPORT = "data"  # the Hugging Face layout: one parquet file per split under 
 def open_refcoco(root: Path, split: str | None, limit: int | None, subset: str | None = None) -> Dataset:
     """One record per expression of the refs of `split` (default val), by ref id then sentence order."""
     split = split or DEFAULT_SPLIT
-    instances_path = require_file(root / "instances.json", NAME, "the COCO annotations of the referred images "
+    instances_path = require_file(root / "instances.json", NAME, "COCO annotations of the referred images "
                                   "(instances.json)")
     refs_files = export_files(root, subset)
     image_dir = image_folder(root)

@@ -38,8 +38,8 @@ def open_spair(root: Path, split: str | None, limit: int | None, subset: str | N
     split = split or DEFAULT_SPLIT
     if split not in SPLITS:
         raise CaptureError(f"{NAME}: unknown --split {split!r} (choose from {', '.join(SPLITS)})")
-    pair_dir = require_dir(root / "PairAnnotation" / split, NAME, f"the {split} pair files (PairAnnotation/{split}/*.json)")
-    image_dir = require_dir(root / "JPEGImages", NAME, "the images by category (JPEGImages/<category>/)")
+    pair_dir = require_dir(root / "PairAnnotation" / split, NAME, f"{split} pair files (PairAnnotation/{split}/*.json)")
+    image_dir = require_dir(root / "JPEGImages", NAME, "images by category (JPEGImages/<category>/)")
     categories = sorted(p.name for p in image_dir.iterdir() if p.is_dir())
     wanted = choose(subset, categories, NAME)
     records = []

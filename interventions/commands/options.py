@@ -18,7 +18,9 @@ class ModelOptions:
     dataset: str = option("synthetic-coco", choices=DATASETS, help="data set reader (see README, Datasets)")
     data_root: Path | None = option(
         None, help="dataset directory (synthetic-coco: where to generate it; manifest: the .jsonl file)")
-    split: str | None = option(None, help="COCO split, e.g. val2017")
+    split: str | None = option(None, help="the data set's split (coco: val2017 by default; see README, Data sets read natively)")
+    subset: str | None = option(None, help="part of the data set, comma-separated (SPair categories, DAVIS sequences, Pascal-5i "
+                                      "folds, POPE settings, ...; see README, Data sets read natively)")
     limit: int | None = option(None, help="first N records")
     dtype: str = option("auto", help="compute dtype: auto, bf16, fp16 or fp32")
     device: str = option("auto", help="auto, cpu, cuda or cuda:N")

@@ -23,7 +23,7 @@ def load(options: ModelOptions) -> tuple[LoadedModel, Dataset]:
     """The model (with the chosen attention implementation) and the data set of `options`."""
     loaded = load_model(resolve_model(options.model, options.revision), options.dtype, options.device)
     loaded.model.set_attn_implementation(options.attention)
-    dataset = open_dataset(options.dataset, options.data_root, options.split, options.limit)
+    dataset = open_dataset(options.dataset, options.data_root, options.split, options.limit, options.subset)
     return loaded, dataset
 
 

@@ -10,6 +10,7 @@ import xarray as xr
 from PIL import Image
 
 from analyses.ground_truth import object_masks
+from store import schema
 
 
 def _store_like(dataset: str, annotations: list[dict], sizes: list[tuple[int, int]]) -> xr.Dataset:
@@ -18,7 +19,9 @@ def _store_like(dataset: str, annotations: list[dict], sizes: list[tuple[int, in
         {"annotation": ("sample", [json.dumps(a) for a in annotations]),
          "image_height": (("sample", "image"), [[h] for h, _ in sizes]),
          "image_width": (("sample", "image"), [[w] for _, w in sizes])},
-        attrs={"capture_config": {"dataset": dataset, "data_root": "/nowhere", "split": None}})
+        attrs={schema.ATTR_CAPTURE_CONFIG: schema.CaptureConfig(
+            model="tiny-llava-ov", revision="-", compute_dtype="float32", dataset=dataset, data_root="/nowhere",
+            n_samples=len(annotations), layers=(0,), streams=(0,), tokens=("all",)).to_attrs()})
 
 
 def test_mask_labels_name_the_class_ids(tmp_path):

@@ -58,7 +58,8 @@ def palette_png() -> Callable[[Path, np.ndarray], Path]:
 def capture_two() -> Callable[[str, Path, Path], xr.Dataset]:
     """`capture_two(dataset, root, out)`: tiny-llava-1.5 captures the first two records; the store, opened."""
     import store.reader
-    from capture.run import CaptureOptions, run_capture
+    from capture.options import CaptureOptions
+    from capture.run import run_capture
 
     def capture(dataset: str, root: Path, out: Path) -> xr.Dataset:
         summary = run_capture(CaptureOptions(model="tiny-llava-1.5", dataset=dataset, data_root=root, out=out, limit=2,

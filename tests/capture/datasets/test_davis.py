@@ -53,7 +53,7 @@ def test_frames_become_records_with_palette_masks(davis_root):
 def test_sequences_select_frames_and_frames_without_masks_keep_none(davis_root):
     cows = open_dataset("davis", davis_root, None, None, subset="cows")
     assert [r.annotation["frame"] for r in cows.records] == [0, 1]
-    with pytest.raises(CaptureError, match="unknown sequences of val bear"):
+    with pytest.raises(CaptureError, match="unknown --subset .bear. for --dataset davis"):
         open_dataset("davis", davis_root, None, None, subset="bear")
     (davis_root / "Annotations/480p/cows/00001.png").unlink()  # test-dev style: only the first frame annotated
     cows = open_dataset("davis", davis_root, None, None, subset="cows")

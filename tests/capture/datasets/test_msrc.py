@@ -41,7 +41,7 @@ def test_images_become_records_with_class_and_mask(object_discovery_root):
                                 "masks": str((root / "cow/GroundTruth/1_1_s.png").resolve()), "mask_labels": {"255": "cow"}}
     planes = open_dataset("msrc", root, None, None, subset="plane")
     assert [r.sample_id for r in planes.records] == ["plane/3_5_s"]
-    with pytest.raises(CaptureError, match="unknown classes horse"):
+    with pytest.raises(CaptureError, match="unknown --subset .horse. for --dataset msrc"):
         open_dataset("msrc", root, None, None, subset="horse")
 
 

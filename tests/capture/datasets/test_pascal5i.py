@@ -101,7 +101,7 @@ def test_a_fold_keeps_the_images_of_its_classes(voc_aug):
     assert [r.sample_id for r in folds.records] == ["2007_000001", "2007_000002"]
     with pytest.raises(CaptureError, match="no val image holds a class of folds 3"):
         open_dataset("pascal5i", voc_aug, "val", None, subset="3")
-    with pytest.raises(CaptureError, match="unknown folds 4"):
+    with pytest.raises(CaptureError, match="unknown --subset .4. for --dataset pascal5i"):
         open_dataset("pascal5i", voc_aug, "val", None, subset="4")
 
 

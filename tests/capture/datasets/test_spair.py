@@ -12,6 +12,7 @@ import json
 
 import pytest
 
+import store.reader
 from analyses.correspondence import keypoint_pairs
 from capture.datasets import open_dataset
 from capture.errors import CaptureError
@@ -70,7 +71,7 @@ def test_categories_select_pairs(spair_root):
     assert [r.sample_id for r in dogs.records] == ["000002-2009_000003-2009_000004:dog"]
     both = open_dataset("spair", spair_root, "test", 2, subset="dog,cat")
     assert [r.annotation["category"] for r in both.records] == ["cat", "dog"]
-    with pytest.raises(CaptureError, match="unknown categories horse"):
+    with pytest.raises(CaptureError, match="unknown --subset .horse. for --dataset spair"):
         open_dataset("spair", spair_root, "test", None, subset="horse")
 
 
@@ -92,3 +93,17 @@ def test_a_tiny_model_captures_pairs_with_their_keypoints(spair_root, tmp_path, 
     assert pairs[0].source_points.tolist() == [[10.0, 12.0], [20.0, 14.5]]
     assert pairs[0].target_points.tolist() == [[30.0, 10.0], [35.0, 20.0]]
     assert pairs[0].target_box == (25.0, 4.0, 60.0, 40.0) and pairs[1].source_box == (1.0, 2.0, 30.0, 40.0)
+
+
+def test_the_cli_subset_reaches_the_reader_and_the_capture_config(spair_root, tmp_path):
+    from capture.options import parse_options
+    from capture.run import run_capture
+    from store import schema
+
+    out = tmp_path / "dogs.zarr"
+    options = parse_options(["--model", "tiny-llava-1.5", "--dataset", "spair", "--data-root", str(spair_root),
+                             "--subset", "dog", "--out", str(out), "--no-progress"])
+    run_capture(options)
+    ds = store.reader.open(out)
+    assert [str(s) for s in ds.sample_id.values] == ["000002-2009_000003-2009_000004:dog"]
+    assert schema.CaptureConfig.of(ds.attrs).subset == "dog"
