@@ -10,12 +10,12 @@ from pathlib import Path
 from capture.datasets import DATASETS, SAMPLE_UNITS
 from capture.errors import CaptureError
 from capture.prompts import CHAT, DEFAULT_PROMPT, PROMPT_SETS
-from capture.registry import ALIASES, TINY_MODELS, TOY_MODELS
+from capture.registry import ALIASES, REAL_PARTS_MODELS, TINY_MODELS, TOY_MODELS
 from capture.run import COMPRESSIONS, CaptureOptions, default_out, run_capture
 
 
 def build_parser() -> argparse.ArgumentParser:
-    models = ", ".join([*ALIASES, *TOY_MODELS, *TINY_MODELS])
+    models = ", ".join([*ALIASES, *REAL_PARTS_MODELS, *TOY_MODELS, *TINY_MODELS])
     parser = argparse.ArgumentParser(
         prog="python -m capture",
         description="Capture hidden states, KV-cache keys/values and FFN coefficients of a VLM into a Zarr store.",

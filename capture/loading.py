@@ -24,7 +24,7 @@ class ResolvedModel:
 
     ref: ModelRef
     local_dir: Path
-    revision: str  # commit hash for hub snapshots; "local" / "tiny-vN" otherwise
+    revision: str  # commit hash for hub snapshots; "local" / "tiny-build-vN" / "real-parts-vN" otherwise
 
 
 @dataclass
@@ -71,6 +71,12 @@ def resolve_model(name: str, revision: str | None = None) -> ResolvedModel:
         if revision:
             raise CaptureError(f"--revision does not apply to the locally trained toy model {name!r}")
         return ResolvedModel(ref, ensure_toy_model(ref.name), f"toy-build-v{TOY_VERSION}")
+    if ref.kind == "real-parts":
+        from capture.real_parts.assemble import ASSEMBLY_VERSION, ensure_real_parts_model
+
+        if revision:
+            raise CaptureError(f"--revision does not apply to the locally assembled model {name!r}")
+        return ResolvedModel(ref, ensure_real_parts_model(ref.name), f"real-parts-v{ASSEMBLY_VERSION}")
     if ref.kind == "local":
         if revision:
             raise CaptureError(f"--revision applies to hub models, not to the local directory {ref.local_dir}")

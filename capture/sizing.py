@@ -17,7 +17,7 @@ from PIL import Image
 
 from capture.errors import CaptureError
 from capture.families import adapter_for_config
-from capture.registry import ALIASES, TINY_MODELS, TOY_MODELS
+from capture.registry import ALIASES, REAL_PARTS_MODELS, TINY_MODELS, TOY_MODELS
 from capture.selection import streams_for
 from store.layout import StorePlan
 
@@ -49,13 +49,15 @@ class SampleSize:
 
 def model_config(name: str) -> tuple[Any, Any, str]:
     """(config, processor, source) of `name` without loading weights."""
-    if name in TINY_MODELS or name in TOY_MODELS:
+    if name in TINY_MODELS or name in TOY_MODELS or name in REAL_PARTS_MODELS:
         from capture.loading import open_model, resolve_model
 
         loaded = open_model(resolve_model(name), "auto", "cpu")
-        return loaded.config, loaded.processor, "tiny build" if name in TINY_MODELS else "toy build"
+        source = "tiny build" if name in TINY_MODELS else "toy build" if name in TOY_MODELS else "real-parts build"
+        return loaded.config, loaded.processor, source
     if name not in ALIASES:
-        raise CaptureError(f"sizing knows the registered models only ({', '.join([*ALIASES, *TINY_MODELS, *TOY_MODELS])})")
+        known = ", ".join([*ALIASES, *TINY_MODELS, *TOY_MODELS, *REAL_PARTS_MODELS])
+        raise CaptureError(f"sizing knows the registered models only ({known})")
     config, source = _cached_config(ALIASES[name].hub_id)
     if config is None:
         from capture.reference_configs import reference_config

@@ -14,6 +14,8 @@ from capture.datasets.base import Dataset, ImageLoadError, Record, load_image
 from capture.datasets.coco import open_coco
 from capture.datasets.folder import open_folder
 from capture.datasets.manifest import open_manifest
+from capture.datasets.photos import SUBSETS as PHOTO_SUBSETS
+from capture.datasets.photos import open_photos
 from capture.datasets.samples import SAMPLE_UNITS, expand_samples, record_fields
 from capture.datasets.synthetic_coco import open_synthetic_coco
 from capture.datasets.synthetic_correspondence import open_synthetic_correspondence
@@ -43,6 +45,10 @@ DATASETS: dict[str, DatasetReader] = {reader.name: reader for reader in (
                   "generated COCO-format shapes (generated into the cache, or into --data-root)"),
     DatasetReader("synthetic-correspondence", lambda root, split, limit: open_synthetic_correspondence(root, limit),
                   False, "generated keypoint pairs, choice trials and videos with masks"),
+    DatasetReader("photos", open_photos, False,
+                  "real photographs shipped in packages, hand-written captions; the quokka's box, keypoints and mask; "
+                  "stereo and transformed-quokka keypoint pairs (copied into the cache, or into --data-root)",
+                  subset_help=f"{' or '.join(PHOTO_SUBSETS)}: single photos, or the 2-image keypoint pairs"),
 )}
 
 

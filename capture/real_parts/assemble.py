@@ -34,6 +34,7 @@ from capture.real_parts.convert_dinov2 import (
     ensure_dinov2,
 )
 from capture.real_parts.convert_smollm2 import SMOLLM2_VERSION, ensure_smollm2
+from capture.registry import REAL_PARTS_MODELS
 
 ASSEMBLY_VERSION = 1  # bump when the assembly changes: cached builds are rebuilt
 BUILD_FILE = "real_parts_build.json"
@@ -57,10 +58,6 @@ CHAT_TEMPLATE = (
     "{{ '<|im_end|>\n' }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-
-# the models built from released parts: name -> what they are made of
-REAL_PARTS_MODELS = {"dino-smollm2-llava": "DINOv2 ViT-S/14 + SmolLM2-135M-Instruct, LLaVA-1.5 projector trained here"}
-
 
 def real_parts_model_dir(name: str) -> Path:
     return cache_home() / "models" / name
