@@ -47,9 +47,9 @@ def train_projector(seed: int, out_dir: Path) -> None:
     recipe = replace(ProjectorRecipe(), seed=seed)
     started = time.perf_counter()
     state, record = train(recipe)
-    smoke_state, smoke_record = train(replace(SMOKE_RECIPE, seed=seed), log=lambda line: None)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(state, out_dir / "projector.safetensors")
+    smoke_state, smoke_record = train(replace(SMOKE_RECIPE, seed=seed), log=lambda line: None)
     save_file({k: v.to(torch.float16) for k, v in smoke_state.items()}, out_dir / "projector-smoke.safetensors")
     summary = {
         "command": f"python -m capture.real_parts train-projector --seed {seed}",

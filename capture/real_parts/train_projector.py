@@ -46,7 +46,7 @@ class ProjectorRecipe:
     align_steps: int = 300
     align_batch_size: int = 8  # scenes per step (x 256 patch tokens)
     align_learning_rate: float = 1e-3
-    caption_steps: int = 40
+    caption_steps: int = 100
     caption_batch_size: int = 4  # captions per step (one forward each, losses averaged)
     caption_learning_rate: float = 5e-4
     seed: int = 0
@@ -90,6 +90,8 @@ def tower_features(model: Any, processor: Any, scenes: list[Scene]) -> torch.Ten
             pixels = processor.image_processor(images=[scene.image], return_tensors="pt")["pixel_values"]
             hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states
             features.append(hidden[config.vision_feature_layer][0, 1:])
+    if not features:
+        return torch.empty(0, (IMAGE_PX // PATCH_PX) ** 2, config.vision_config.hidden_size)
     return torch.stack(features)
 
 
