@@ -152,6 +152,12 @@ def build_record(name: str) -> dict[str, Any]:
             "dinov2_version": DINOV2_VERSION, "projector_sha256": projector_sha256}
 
 
+def build_revision(model_dir: Path) -> str:
+    """The revision a capture records for a cached build: assembly version and the projector's sha256 prefix."""
+    record = json.loads((model_dir / BUILD_FILE).read_text())
+    return f"real-parts-v{record['version']}+projector-{record['projector_sha256'][:12]}"
+
+
 def save_model(model: Any, processor: Any, out_dir: Path, record: dict[str, Any]) -> Path:
     """Save model, processor and build record into `out_dir` (replaced whole)."""
     with staged_directory(out_dir) as staging:

@@ -3,6 +3,7 @@ the model's own packing of DINOv2 patches into image tokens."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from PIL import Image
 
 from capture.prompts import build_prompt
-from capture.real_parts.assemble import BUILD_FILE, build_record
+from capture.real_parts.assemble import BUILD_FILE, PROJECTOR_FILE, build_record
 from store.schema import ImagePart, TokenKind
 
 GRID = 16  # 224 px / 14 px patches
@@ -79,10 +80,15 @@ def test_token_table_follows_the_models_feature_packing(real_model, coordinate_i
     assert box[:, 1].min() == 0.0 and abs(box[:, 3].max() - 1.0) < 1e-6
 
 
-def test_build_record_names_the_projector(real_model_dir):
+def test_build_record_and_revision_name_the_projector(real_model_dir):
+    from capture.loading import resolve_model
+
     record = json.loads((real_model_dir / BUILD_FILE).read_text())
     assert record == build_record("dino-smollm2-llava")
-    assert record["projector_sha256"] is not None
+    sha256 = hashlib.sha256(PROJECTOR_FILE.read_bytes()).hexdigest()
+    assert record["projector_sha256"] == sha256
+    resolved = resolve_model("dino-smollm2-llava")
+    assert resolved.local_dir == real_model_dir and resolved.revision == f"real-parts-v1+projector-{sha256[:12]}"
 
 
 def test_image_size_and_projector_shapes(real_model):
