@@ -146,23 +146,6 @@ def answer_targets(caption: Caption) -> torch.Tensor:
     return caption.labels[1:][caption.labels[1:] != IGNORE]
 
 
-def fit(parameters: list[torch.nn.Parameter], learning_rate: float, n_steps: int, n_items: int, batch_size: int,
-        batch_loss: Callable[[np.ndarray], torch.Tensor], order: np.random.RandomState, phase: str,
-        log: Callable[[str], None], every: int) -> list[dict[str, Any]]:
-    """`n_steps` of AdamW (no weight decay, constant rate) on `batch_loss(rows)`, rows drawn from `n_items`."""
-    optimiser = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
-    history = []
-    for step in range(n_steps):
-        loss = batch_loss(order.randint(n_items, size=batch_size))
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        if step % every == 0 or step == n_steps - 1:
-            history.append({"phase": phase, "step": step + 1, "loss": round(loss.item(), 4)})
-            log(f"{phase} step {step + 1:4d}: loss {loss.item():.4f}")
-    return history
-
-
 def evaluate(model: Any, processor: Any, captions: list[Caption], features: torch.Tensor) -> dict[str, float]:
     """Teacher-forced held-out figures on the answer tokens: mean caption loss (nats per token, averaged per
     caption), top-1 accuracy over all answer tokens, and over the shape and colour words only."""
@@ -209,6 +192,8 @@ def train(recipe: ProjectorRecipe, log: Callable[[str], None] = print) -> tuple[
 
 
 def _train(recipe: ProjectorRecipe, log: Callable[[str], None]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from toy.train import fit  # AdamW, constant rate, rows drawn from `order`: the toy's loop
+
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     model, processor = build_model(projector={}, seed=recipe.seed)
@@ -250,8 +235,8 @@ def _train(recipe: ProjectorRecipe, log: Callable[[str], None]) -> tuple[dict[st
         return torch.stack(losses).mean()
 
     started = time.perf_counter()
-    history = fit(parameters, recipe.align_learning_rate, recipe.align_steps, len(train_scenes),
-                  recipe.align_batch_size, align_loss, order, "align", log, every=25)
+    history = fit("align", parameters, recipe.align_learning_rate, recipe.align_steps, len(train_scenes),
+                  recipe.align_batch_size, align_loss, order, log, every=25)
     seconds["align"] = time.perf_counter() - started
     started = time.perf_counter()
     if held_out_captions:
@@ -259,8 +244,8 @@ def _train(recipe: ProjectorRecipe, log: Callable[[str], None]) -> tuple[dict[st
         log(f"held-out, after align: {held_out['aligned']}")
     seconds["evaluate"] += time.perf_counter() - started
     started = time.perf_counter()
-    history += fit(parameters, recipe.caption_learning_rate, recipe.caption_steps, len(train_scenes),
-                   recipe.caption_batch_size, caption_loss, order, "caption", log, every=1)
+    history += fit("caption", parameters, recipe.caption_learning_rate, recipe.caption_steps, len(train_scenes),
+                   recipe.caption_batch_size, caption_loss, order, log, every=1)
     seconds["caption"] = time.perf_counter() - started
     started = time.perf_counter()
     if held_out_captions:
