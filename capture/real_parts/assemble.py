@@ -59,6 +59,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
+
 def real_parts_model_dir(name: str) -> Path:
     return cache_home() / "models" / name
 
