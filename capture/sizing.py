@@ -18,7 +18,7 @@ from PIL import Image
 from capture.errors import CaptureError
 from capture.families import ADAPTERS, adapter_for_config
 from capture.loading import ModelFrontEnd
-from capture.registry import ALIASES, TINY_MODELS, TOY_MODELS
+from capture.registry import ALIASES, REAL_PARTS_MODELS, TINY_MODELS, TOY_MODELS
 from capture.samples import prepare_sample
 from capture.selection import streams_for
 from store import schema
@@ -52,13 +52,15 @@ class SampleSize:
 
 def model_front_end(name: str) -> tuple[ModelFrontEnd, str]:
     """The front end (config, processor, adapter) of `name` without loading weights, and where its config came from."""
-    if name in TINY_MODELS or name in TOY_MODELS:
+    if name in TINY_MODELS or name in TOY_MODELS or name in REAL_PARTS_MODELS:
         from capture.loading import open_model, resolve_model
 
         loaded = open_model(resolve_model(name), "auto", "cpu")
-        return loaded, "tiny build" if name in TINY_MODELS else "toy build"
+        source = "tiny build" if name in TINY_MODELS else "toy build" if name in TOY_MODELS else "real-parts build"
+        return loaded, source
     if name not in ALIASES:
-        raise CaptureError(f"sizing knows the registered models only ({', '.join([*ALIASES, *TINY_MODELS, *TOY_MODELS])})")
+        known = ", ".join([*ALIASES, *TINY_MODELS, *TOY_MODELS, *REAL_PARTS_MODELS])
+        raise CaptureError(f"sizing knows the registered models only ({known})")
     config, source = _cached_config(ALIASES[name].hub_id)
     if config is None:
         config, source = ADAPTERS[ALIASES[name].family].reference_config(name), "reference config"

@@ -13,6 +13,7 @@ the original image file, x to the right, y down):
     label          str              the label of a text-only sample (`--samples categories`), or of the image
     category       str              the category of a pair / trial / video (SPair, BLINK, DAVIS)
     keypoints      [[[x, y] | None]]  per image, matching keypoints (None: not visible); pairs: source, target
+    keypoint_names [str]            the name of each keypoint, in the order of every image's list (e.g. "nose")
     bboxes         [[x1, y1, x2, y2]]   per image, the box the keypoints belong to (PCK's normaliser)
     masks          str | [str]      a label-id mask file (0 = background, k = object k), or one per image
                                     (decoded by `store.masks.read_label_mask`: PNG indices, RGB colours, SBD .mat)
@@ -50,6 +51,7 @@ OBJECT = "object"
 LABEL = "label"
 CATEGORY = "category"
 KEYPOINTS = "keypoints"
+KEYPOINT_NAMES = "keypoint_names"
 BBOXES = "bboxes"
 MASKS = "masks"
 MASK_LABELS = "mask_labels"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # One cache home per test session (inherited by CLI subprocesses), so tiny models and data are built by
 # the code under test; VLM_TEST_CACHE_HOME reuses one across sessions.
 os.environ["VLM_CACHE_HOME"] = os.environ.get("VLM_TEST_CACHE_HOME") or tempfile.mkdtemp(prefix="vlm-cache-")
+if not os.environ.get("VLM_TEST_CACHE_HOME"):  # the session's own cache holds about 1.5 GB of real parts: not kept
+    atexit.register(shutil.rmtree, os.environ["VLM_CACHE_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

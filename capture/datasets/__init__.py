@@ -21,6 +21,8 @@ from capture.datasets.manifest import open_manifest
 from capture.datasets.mme import open_mme
 from capture.datasets.msrc import open_msrc
 from capture.datasets.pascal5i import open_pascal5i
+from capture.datasets.photos import SUBSETS as PHOTO_SUBSETS
+from capture.datasets.photos import open_photos
 from capture.datasets.pope import open_pope
 from capture.datasets.refcoco import open_refcoco
 from capture.datasets.samples import SAMPLE_UNITS, expand_samples, record_fields
@@ -85,6 +87,10 @@ DATASETS: dict[str, DatasetReader] = {reader.name: reader for reader in (
                   "Visual Genome: objects.json, image_data.json, VG_100K/ and VG_100K_2/ under --data-root; "
                   "--split train / test (80/20 of the images; default all)",
                   "Jung et al.'s label groups: seen or unseen (labels become their synset classes)"),
+    DatasetReader("photos", open_photos, False,
+                  "real photographs shipped in packages, hand-written captions; the quokka's box, keypoints and mask; "
+                  "stereo and transformed-quokka keypoint pairs (copied into the cache, or into --data-root)",
+                  subset_help=f"{' or '.join(PHOTO_SUBSETS)}: single photos, or the 2-image keypoint pairs"),
 )}
 
 
