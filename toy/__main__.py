@@ -3,6 +3,7 @@
     python -m toy train                       # build toy-llava-ov into the cache, unless already built
     python -m toy train --retrain --freeze projector --out /tmp/toy-projector-only
     python -m toy show                        # the cached build's recipe and accuracies
+    python -m toy train-projector             # retrain dino-smollm2-llava's committed projector (capture.real_parts)
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from capture.real_parts import assemble
 from toy.evaluate import CHANCE
 from toy.model import TOY_VERSION, read_build, toy_model_dir
 from toy.train import FREEZING, TrainingRecipe, train_and_save
 
 NAME = "toy-llava-ov"
+PROJECTOR_DIR = Path(assemble.__file__).parent
 
 
 def report(record: dict) -> str:
@@ -42,7 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     train_parser.add_argument("--retrain", action="store_true", help="train even if a current build is there")
     show_parser = sub.add_parser("show", help="print a build's recipe and held-out accuracy")
     show_parser.add_argument("--out", type=Path, help=f"model directory (default: the cache's {NAME})")
+    projector_parser = sub.add_parser("train-projector", help="retrain dino-smollm2-llava's projector (about 40 min)")
+    projector_parser.add_argument("--seed", type=int, default=0)
+    projector_parser.add_argument("--out", type=Path, default=PROJECTOR_DIR,
+                                  help="where the weights and record go (default: the committed ones in capture/real_parts)")
     args = parser.parse_args(argv)
+    if args.command == "train-projector":
+        from toy.projector import train_and_write
+
+        train_and_write(args.seed, args.out)
+        return 0
 
     out = args.out or toy_model_dir(NAME)
     record = read_build(out)

@@ -43,9 +43,9 @@ STEREO_MARGIN = 20
 QUOKKA_LABEL = "quokka"
 # name -> how the second image of a quokka pair is made
 QUOKKA_TRANSFORMS = {
-    "flip": {"kind": "flip"},
-    "scale": {"kind": "scale", "factor": 0.5},
-    "crop": {"kind": "crop", "box": [100, 30, 600, 480]},  # x0, y0, x1, y1: keeps the head, cuts the paws off
+    "flip": {"type": "flip"},
+    "scale": {"type": "scale", "factor": 0.5},
+    "crop": {"type": "crop", "box": [100, 30, 600, 480]},  # x0, y0, x1, y1: keeps the head, cuts the paws off
 }
 
 
@@ -97,9 +97,9 @@ def map_points(points: list, transform: dict[str, Any], size: tuple[int, int]) -
             mapped.append(None)
             continue
         x, y = point
-        if transform["kind"] == "flip":
+        if transform["type"] == "flip":
             x = width - x
-        elif transform["kind"] == "scale":
+        elif transform["type"] == "scale":
             new_w, new_h = scaled_size(size, transform["factor"])
             x, y = x * new_w / width, y * new_h / height
         else:
@@ -116,9 +116,9 @@ def map_box(box: list[float], transform: dict[str, Any], size: tuple[int, int]) 
     """A pixel box [x1, y1, x2, y2] mapped by `transform` (clipped to a crop)."""
     width, height = size
     x1, y1, x2, y2 = box
-    if transform["kind"] == "flip":
+    if transform["type"] == "flip":
         return [width - x2, y1, width - x1, y2]
-    if transform["kind"] == "scale":
+    if transform["type"] == "scale":
         new_w, new_h = scaled_size(size, transform["factor"])
         return [round(v, 2) for v in (x1 * new_w / width, y1 * new_h / height, x2 * new_w / width, y2 * new_h / height)]
     cx0, cy0, cx1, cy1 = transform["box"]
@@ -130,9 +130,9 @@ def scaled_size(size: tuple[int, int], factor: float) -> tuple[int, int]:
 
 
 def map_image(image: Image.Image, transform: dict[str, Any], resample: int) -> Image.Image:
-    if transform["kind"] == "flip":
+    if transform["type"] == "flip":
         return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    if transform["kind"] == "scale":
+    if transform["type"] == "scale":
         return image.resize(scaled_size(image.size, transform["factor"]), resample)
     return image.crop(tuple(transform["box"]))
 

@@ -7,7 +7,7 @@
   image items, which are placed where they occur in the message, each followed by a newline);
 - image token: SmolLM2's unused special token `<empty_output>` (id 16) renamed `<image>`; no row is added, its
   embedding row is never read (image features replace it before the first layer);
-- projector: LLaVA's 2-layer GELU MLP (384 -> 576 -> 576), trained here (`train_projector`) and committed as
+- projector: LLaVA's 2-layer GELU MLP (384 -> 576 -> 576), trained here (`toy/projector.py`) and committed as
   `projector.safetensors` beside this module.
 
 The model is saved in fp32 (the dequantised LM does not fit bf16 exactly) and loads like any released LLaVA
@@ -142,7 +142,7 @@ def committed_projector() -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     if not PROJECTOR_FILE.is_file():
-        raise CaptureError(f"{PROJECTOR_FILE} is missing; train it with `python -m capture.real_parts train-projector`")
+        raise CaptureError(f"{PROJECTOR_FILE} is missing; train it with `python -m toy train-projector`")
     return load_file(PROJECTOR_FILE)
 
 

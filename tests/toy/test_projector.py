@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from capture.real_parts.assemble import PROJECTOR_FILE, PROJECTOR_RECORD
-from capture.real_parts.train_projector import SMOKE_RECIPE, ProjectorRecipe, train, weights_sha256
+from toy.projector import SMOKE_RECIPE, ProjectorRecipe, train, weights_sha256
 
 SMOKE_FILE = PROJECTOR_FILE.with_name("projector-smoke.safetensors")
 

@@ -1,4 +1,5 @@
-"""Train `dino-smollm2-llava`'s projector (LLaVA's first stage: DINOv2 and SmolLM2 frozen, projector only).
+"""Train `dino-smollm2-llava`'s projector (LLaVA's first stage: DINOv2 and SmolLM2 frozen, projector only), with the
+toy's scenes and fit loop: `python -m toy train-projector` writes the weights capture.real_parts commits and loads.
 
 Data: synthetic-coco scenes drawn at 224 x 224 (so the processor's centre crop keeps every shape), each with a
 caption instruction (`Describe the image.` or a Wei prompt) in SmolLM2's chat template and the scene's caption
@@ -20,9 +21,11 @@ tokens (all of them, and the shape / colour words alone) of scenes drawn from an
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +34,8 @@ import torch
 from capture.datasets.synthetic_coco import CATEGORIES, COLOURS, draw_scene
 from capture.prompts import CHAT, build_prompt
 from capture.real_parts.assemble import IMAGE_PX, PATCH_PX, build_model
+from toy.scenes import CAPTION_PROMPTS, Example, caption_of, patch_labels
+from toy.train import fit  # AdamW, constant rate, rows drawn from `order`: the toy's loop
 
 TRAIN_SEED = 1
 HELD_OUT_SEED = 2
@@ -70,8 +75,6 @@ class Scene:
 
 def make_scenes(n: int, seed: int) -> list[Scene]:
     """`n` square synthetic scenes with an instruction and their left-to-right caption (same arguments, same scenes)."""
-    from toy.scenes import CAPTION_PROMPTS, caption_of
-
     rng = np.random.RandomState(seed)
     scenes = []
     for _ in range(n):
@@ -98,8 +101,6 @@ def tower_features(model: Any, processor: Any, scenes: list[Scene]) -> torch.Ten
 def patch_targets(model: Any, tokenizer: Any, scenes: list[Scene]) -> torch.Tensor:
     """(scenes, 256, 576) align targets: per patch, the input embeddings of " background", the shape word and the
     colour word, weighted by the fraction of the patch's pixels each covers (shape and colour words half each)."""
-    from toy.scenes import Example, patch_labels
-
     embeddings = model.model.language_model.get_input_embeddings().weight.detach()
     words = [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(f" {w}"))[0]
              for w in ("background", *CATEGORIES, *COLOURS)]
@@ -162,7 +163,7 @@ def evaluate(model: Any, processor: Any, captions: list[Caption], features: torc
             content_hits.extend(correct[is_content])
             n_content += int(is_content.sum())
     return {"n_captions": len(captions), "caption_loss": round(float(np.mean(losses)), 4),
-            "token_accuracy": round(100 * float(np.mean(hits)), 2), "n_tokens": len(hits),
+            "token_accuracy": round(100 * float(np.mean(hits)), 2), "n_answer_tokens": len(hits),
             "content_word_accuracy": round(100 * float(np.mean(content_hits)), 2), "n_content_words": n_content}
 
 
@@ -192,8 +193,6 @@ def train(recipe: ProjectorRecipe, log: Callable[[str], None] = print) -> tuple[
 
 
 def _train(recipe: ProjectorRecipe, log: Callable[[str], None]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from toy.train import fit  # AdamW, constant rate, rows drawn from `order`: the toy's loop
-
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     model, processor = build_model(projector={}, seed=recipe.seed)
@@ -213,11 +212,17 @@ def _train(recipe: ProjectorRecipe, log: Callable[[str], None]) -> tuple[dict[st
     log(f"tower features of {len(train_scenes)} + {len(held_out_scenes)} scenes: {seconds['features']:.0f} s")
 
     held_out: dict[str, Any] = {}
-    started = time.perf_counter()
-    if held_out_captions:
-        held_out["fresh"] = evaluate(model, processor, held_out_captions, held_out_features)
-        log(f"held-out, fresh projector: {held_out['fresh']}")
-    seconds["evaluate"] = time.perf_counter() - started
+    seconds["evaluate"] = 0.0
+
+    def held_out_figures(stage: str) -> None:
+        """Held-out figures of the projector as it is now, timed into seconds["evaluate"]."""
+        started = time.perf_counter()
+        if held_out_captions:
+            held_out[stage] = evaluate(model, processor, held_out_captions, held_out_features)
+            log(f"held-out, {stage}: {held_out[stage]}")
+        seconds["evaluate"] += time.perf_counter() - started
+
+    held_out_figures("fresh")
 
     projector = model.model.multi_modal_projector
     parameters = list(projector.parameters())
@@ -238,22 +243,42 @@ def _train(recipe: ProjectorRecipe, log: Callable[[str], None]) -> tuple[dict[st
     history = fit("align", parameters, recipe.align_learning_rate, recipe.align_steps, len(train_scenes),
                   recipe.align_batch_size, align_loss, order, log, every=25)
     seconds["align"] = time.perf_counter() - started
-    started = time.perf_counter()
-    if held_out_captions:
-        held_out["aligned"] = evaluate(model, processor, held_out_captions, held_out_features)
-        log(f"held-out, after align: {held_out['aligned']}")
-    seconds["evaluate"] += time.perf_counter() - started
+    held_out_figures("aligned")
     started = time.perf_counter()
     history += fit("caption", parameters, recipe.caption_learning_rate, recipe.caption_steps, len(train_scenes),
                    recipe.caption_batch_size, caption_loss, order, log, every=1)
     seconds["caption"] = time.perf_counter() - started
-    started = time.perf_counter()
-    if held_out_captions:
-        held_out["trained"] = evaluate(model, processor, held_out_captions, held_out_features)
-        log(f"held-out, trained: {held_out['trained']}")
-    seconds["evaluate"] += time.perf_counter() - started
+    held_out_figures("trained")
     state = projector_state(model)
-    record = {"loss": history, "held_out": held_out, "seconds": {k: round(v, 1) for k, v in seconds.items()},
-              "sha256": weights_sha256(state), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-              "torch": torch.__version__}
-    return state, record
+    return state, _record(state, history, held_out, seconds)
+
+
+def _record(state: dict[str, torch.Tensor], history: list, held_out: dict, seconds: dict[str, float]) -> dict[str, Any]:
+    """What a training recorded: losses, held-out figures, timings, and the weights' checksum with the CPU and torch
+    that produced them (bit-exact reproduction holds on the same kind of CPU and version)."""
+    return {"loss": history, "held_out": held_out, "seconds": {k: round(v, 1) for k, v in seconds.items()},
+            "sha256": weights_sha256(state), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch": torch.__version__}
+
+
+def train_and_write(seed: int, out_dir: Path) -> None:
+    """Train the full recipe and the smoke recipe; write projector.safetensors, projector-smoke.safetensors and
+    projector.json (recipe, command, held-out figures, timings, checksums) into `out_dir`."""
+    from safetensors.torch import save_file
+
+    recipe = replace(ProjectorRecipe(), seed=seed)
+    started = time.perf_counter()
+    state, record = train(recipe)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(state, out_dir / "projector.safetensors")
+    smoke_state, smoke_record = train(replace(SMOKE_RECIPE, seed=seed), log=lambda line: None)
+    save_file({k: v.to(torch.float16) for k, v in smoke_state.items()}, out_dir / "projector-smoke.safetensors")
+    summary = {
+        "command": f"python -m toy train-projector --seed {seed}",
+        "recipe": asdict(recipe), "smoke_recipe": asdict(replace(SMOKE_RECIPE, seed=seed)),
+        "total_seconds": round(time.perf_counter() - started, 1), **record,
+        "smoke": {"sha256": smoke_record["sha256"], "cpu_capability": smoke_record["cpu_capability"],
+                  "torch": smoke_record["torch"]},
+    }
+    (out_dir / "projector.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"saved {out_dir / 'projector.safetensors'} ({summary['total_seconds']:.0f} s)")
