@@ -134,6 +134,31 @@ def per_layer_lines(series: dict[str, xr.DataArray], ylabel: str, title: str, xl
     return figure
 
 
+BASELINE_WORDS = ("random", "baseline", "uniform", "permuted", "chance")  # a series so named is drawn dashed
+
+
+def interval_panels(panels: dict[str, dict[str, xr.Dataset]], ylabel: str, title: str, xlabel: str = LAYER) -> Figure:
+    """One panel per entry, one line per named curve (`analyses.intervals.stack`: estimate, low, high over one
+    dimension) with its 95% interval as a band; baselines (names with "random", "baseline", ...) dashed."""
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 1, 4), squeeze=False, sharey=True)
+    for axis, (panel, curves) in zip(axes[0], panels.items(), strict=True):
+        for label, curve in curves.items():
+            (dim,) = curve["estimate"].dims
+            x = curve[dim].values
+            style = "--" if any(word in label for word in BASELINE_WORDS) else "-"
+            (line,) = axis.plot(x, curve["estimate"].values, style, marker="o", markersize=3, label=label)
+            axis.fill_between(x, curve["low"].values, curve["high"].values, color=line.get_color(), alpha=0.18,
+                              linewidth=0)
+            if np.issubdtype(np.asarray(x).dtype, np.integer) and len(x) <= 40:
+                axis.set_xticks([int(v) for v in x])
+        axis.set(xlabel=xlabel, title=panel)
+        axis.legend(fontsize="small")
+    axes[0][0].set_ylabel(ylabel)
+    figure.suptitle(f"{title} (bands: 95% intervals)")
+    figure.tight_layout()
+    return figure
+
+
 def decoded_grid(image, tokens, words: list[str], title: str) -> Figure:
     """The image with each image token's decoded word written at its box centre (logit lens at one layer)."""
     figure, axis = plt.subplots(figsize=(7, 7 * image.height / max(image.width, 1)))

@@ -77,8 +77,11 @@ def test_ffn_memory_cli(prefix_store, tmp_path):
 def test_norm_attention_cli(attention_store, plain_store, tmp_path, capsys):
     assert main(["norm-attention", "--store", str(attention_store), "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "norm_attention.json").read_text())
-    shares = np.array(summary["norm_share"])  # (kind, layer)
-    np.testing.assert_allclose(shares.sum(axis=0), 1.0, rtol=1e-5)
+    for share in ("norm_share", "weight_share", "token_share"):  # (kind, layer), each a share of the whole row
+        np.testing.assert_allclose(np.array(summary[share]).sum(axis=0), 1.0, rtol=1e-5)
+    image = summary["intervals"]["image"]["norm_share"]
+    assert image["n"] == [3, 3] and all(lo <= e <= hi for lo, e, hi in zip(image["low"], image["estimate"], image["high"],
+                                                                           strict=True))
     assert (tmp_path / "norm_attention_sample0.png").is_file()
     assert main(["norm-attention", "--store", str(plain_store), "--out", str(tmp_path / "x")]) == 2
     assert "--attention-last" in capsys.readouterr().err
