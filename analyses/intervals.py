@@ -2,6 +2,8 @@
 
 - `bootstrap_mean`: the mean of per-item values, resampling the independent units (images); with `groups`, items
   (tokens, keys) are pooled within their group and whole groups are resampled (a cluster bootstrap);
+- `bootstrap_ratio`: a pooled ratio such as hits / tokens or intersection / union, summed over units (images)
+  and resampled by unit;
 - `bootstrap`: any statistic of paired per-unit arrays (e.g. per-class IoU from per-episode intersections and
   unions), resampling units;
 - `paired_difference`: the mean difference of two conditions measured on the same units (knockout vs control);
@@ -69,11 +71,21 @@ def bootstrap_mean(values: Sequence[float] | np.ndarray, groups: Sequence | np.n
     _, index = np.unique(labels, return_inverse=True)
     sums = np.bincount(index, weights=values)
     counts = np.bincount(index).astype(np.float64)
-    return bootstrap(_pooled_mean, (sums, counts), n_resamples, seed, confidence, method, vectorized=True)
+    return bootstrap(_ratio, (sums, counts), n_resamples, seed, confidence, method, vectorized=True)
 
 
-def _pooled_mean(sums: np.ndarray, counts: np.ndarray, axis: int = -1) -> np.ndarray:
-    return sums.sum(axis=axis) / counts.sum(axis=axis)
+def bootstrap_ratio(numerators: Sequence[float] | np.ndarray, denominators: Sequence[float] | np.ndarray,
+                    n_resamples: int = N_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE) -> Interval:
+    """sum(numerators) / sum(denominators) over units (e.g. per-image hits and object tokens, or intersections and
+    unions), with a bootstrap interval resampling units; units with a zero denominator count as no unit."""
+    numerators, denominators = np.asarray(numerators, np.float64), np.asarray(denominators, np.float64)
+    keep = denominators > 0
+    return bootstrap(_ratio, (numerators[keep], denominators[keep]), n_resamples, seed, confidence,
+                     "bootstrap of a pooled ratio over units", vectorized=True)
+
+
+def _ratio(numerators: np.ndarray, denominators: np.ndarray, axis: int = -1) -> np.ndarray:
+    return numerators.sum(axis=axis) / denominators.sum(axis=axis)
 
 
 def bootstrap(statistic: Callable[..., float], data: tuple[np.ndarray, ...], n_resamples: int = N_RESAMPLES,

@@ -62,6 +62,11 @@ def test_logit_lens_cli(plain_store, tmp_path):
     assert main(["logit-lens", "--store", str(plain_store), "--out", str(tmp_path), "--k", "3"]) == 0
     summary = json.loads((tmp_path / "logit_lens.json").read_text())
     assert len(summary["hit_rate"]) == len(summary["streams"]) == 3 and summary["n_object_tokens"] > 0
+    best = summary["per_image_best"]
+    assert best["rate"]["n"] == summary["n_images"] == 12 and best["permuted_label_baseline"]["n"] == 12
+    assert len(summary["pooled_permuted_label_baseline"]["low"]) == 3 and summary["caption_words"]["recall"]["n"]
+    assert main(["logit-lens", "--store", str(plain_store), "--out", str(tmp_path / "small"), "--max-area", "1"]) == 0
+    assert json.loads((tmp_path / "small" / "logit_lens.json").read_text())["n_object_tokens"] == 0
     assert len(summary["top_tokens_first_samples"]["0"]["0"][0]) == 3
     assert list(tmp_path.glob("decoded_grid_sample0_stream*.png")) and (tmp_path / "logit_lens_scores.png").is_file()
 

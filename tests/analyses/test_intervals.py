@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-from analyses.intervals import Interval, as_json, binomial, bootstrap, bootstrap_mean, paired_difference, spread, stack
+from analyses.intervals import (
+    Interval,
+    as_json,
+    binomial,
+    bootstrap,
+    bootstrap_mean,
+    bootstrap_ratio,
+    paired_difference,
+    spread,
+    stack,
+)
 
 
 def test_binomial_is_clopper_pearson():
@@ -42,6 +52,11 @@ def test_groups_are_resampled_whole():
     assert interval.high - interval.low == pytest.approx(2 * 1.96 * 0.5 / math.sqrt(20), rel=0.2)
     # the pooled mean weighs groups by their size: 3 tokens at 1 and 1 token at 0 give 0.75, not 0.5
     assert bootstrap_mean([1, 1, 1, 0], ["a", "a", "a", "b"]).estimate == 0.75
+
+
+def test_ratio_pools_units_and_drops_empty_ones():
+    ratio = bootstrap_ratio([1, 3, 0], [2, 4, 0])  # (1 + 3) / (2 + 4); the third unit has no denominator
+    assert ratio.estimate == pytest.approx(4 / 6) and ratio.n == 2 and ratio.low <= 4 / 6 <= ratio.high
 
 
 def test_nan_constant_and_empty_inputs():
