@@ -25,6 +25,7 @@ from store.schema import (
     LENS_UNEMBEDDING,
     LENS_UNEMBEDDING_BIAS,
     LENS_VOCABULARY,
+    SAMPLE,
     STREAM,
     TOKEN,
     TOKEN_ID,
@@ -177,10 +178,10 @@ def image_object_hits(decoded: dict[int, tuple[ImageTokens, np.ndarray]], lens: 
                       instances: dict[int, list[tuple[str, np.ndarray]]], streams: np.ndarray,
                       min_area: float | None = None, max_area: float | None = None) -> xr.Dataset:
     """Per image holding an object in the area range, over its object tokens (pooled over its objects):
-    `hits` (image, stream), tokens whose top-1 decoded word names their object's class; `tokens` (image,);
+    `hits` (sample, stream), tokens whose top-1 decoded word names their object's class; `tokens` (sample,);
     and the label-permutation baseline, the same tokens scored against every class of the data set absent from
-    the image: `permuted_hits` (image, stream), the mean over those classes, and `permuted_best` (image,), the mean
-    over those classes of the best stream's rate. The `image` coordinate holds sample indices."""
+    the image: `permuted_hits` (sample, stream), the mean over those classes, and `permuted_best` (sample,), the mean
+    over those classes of the best stream's rate. Dims (sample, stream), samples without object tokens left out."""
     data_labels = sorted({label for found in instances.values() for label, _ in found})
     images, hits, tokens, permuted_hits, permuted_best = [], [], [], [], []
     for sample, (image_tokens, ids) in decoded.items():
@@ -193,10 +194,10 @@ def image_object_hits(decoded: dict[int, tuple[ImageTokens, np.ndarray]], lens: 
             for column, value in zip((hits, tokens, permuted_hits, permuted_best), counts, strict=True):
                 column.append(value)
     n = len(streams)
-    return xr.Dataset({"hits": (("image", STREAM), np.reshape(hits, (-1, n))), "tokens": ("image", np.array(tokens, int)),
-                       "permuted_hits": (("image", STREAM), np.reshape(permuted_hits, (-1, n))),
-                       "permuted_best": ("image", np.array(permuted_best, float))},
-                      coords={"image": images, STREAM: streams},
+    return xr.Dataset({"hits": ((SAMPLE, STREAM), np.reshape(hits, (-1, n))), "tokens": (SAMPLE, np.array(tokens, int)),
+                       "permuted_hits": ((SAMPLE, STREAM), np.reshape(permuted_hits, (-1, n))),
+                       "permuted_best": (SAMPLE, np.array(permuted_best, float))},
+                      coords={SAMPLE: images, STREAM: streams},
                       attrs={"object_tokens": OBJECT_TOKENS, "min_area": min_area, "max_area": max_area,
                              "n_classes": len(data_labels)})
 
@@ -275,25 +276,25 @@ def object_hit_rate(decoded: dict[int, tuple[ImageTokens, np.ndarray]], lens: Le
     token names the object's class, pooled over all objects of all images; and the best stream."""
     table = image_object_hits(decoded, lens, {s: list(m.items()) for s, m in masks.items()}, streams)
     total = int(table.tokens.sum())
-    rate = table.hits.sum("image").values / max(total, 1)
+    rate = table.hits.sum(SAMPLE).values / max(total, 1)
     return xr.Dataset({"hit_rate": (STREAM, rate)}, coords={STREAM: streams},
                       attrs={"n_object_tokens": total, "best_stream": int(streams[int(np.argmax(rate))]) if total else -1})
 
 
 def caption_scores(decoded: dict[int, tuple[ImageTokens, np.ndarray]], lens: Lens, captions: dict[int, list[str]],
                    streams: np.ndarray) -> xr.Dataset:
-    """Per image and stream, precision and recall of the image tokens' top-1 decoded words against the caption
+    """Per (sample, stream), precision and recall of the image tokens' top-1 decoded words against the caption
     words (Wei ch. 3); NaN for images without captions."""
     precision = np.full((len(decoded), len(streams)), np.nan)
     recall = np.full_like(precision, np.nan)
     for row, (sample, (_, ids)) in enumerate(decoded.items()):
         for s in range(len(streams)):
             precision[row, s], recall[row, s] = precision_recall(list(lens.vocabulary[ids[s, :, 0]]), captions.get(sample, []))
-    return xr.Dataset({"precision": (("image", STREAM), precision), "recall": (("image", STREAM), recall)},
-                      coords={"image": list(decoded), STREAM: streams})
+    return xr.Dataset({"precision": ((SAMPLE, STREAM), precision), "recall": ((SAMPLE, STREAM), recall)},
+                      coords={SAMPLE: list(decoded), STREAM: streams})
 
 
 def mean_over_images(scores: xr.DataArray, seed: int = 0) -> xr.Dataset:
-    """Per stream, the mean of an (image, stream) score over images with a bootstrap interval (NaN images left out)."""
+    """Per stream, the mean of a (sample, stream) score over samples with a bootstrap interval (NaN images left out)."""
     return intervals.stack([intervals.bootstrap_mean(scores.sel({STREAM: s}).values, seed=seed)
                             for s in scores[STREAM].values], STREAM, scores[STREAM].values)

@@ -53,7 +53,7 @@ class LogitLens(Command):
         hits = logit_lens.object_hit_scores(table)
         words = logit_lens.caption_scores(decoded, lens, _captions(ds, samples), streams)
         captions = {name: logit_lens.mean_over_images(words[name]) for name in ("precision", "recall")}
-        output.zarr("logit_lens.zarr", xr.merge([table, words.rename(image="caption_image")]))
+        output.zarr("logit_lens.zarr", xr.merge([table, words], join="outer"))
         top = {str(s): {str(int(st)): [[lens.vocabulary[i] for i in row] for row in decoded[s][1][si]]
                         for si, st in enumerate(streams)} for s in samples[:LISTED_SAMPLES]}
         output.json("logit_lens.json", {

@@ -144,4 +144,4 @@ def test_area_filter_keeps_objects_in_range():
     decoded, lens, instances = two_images()
     instances[1] = [("dog", instances[1][0][1][:, :] & (np.arange(10)[:, None] < 2))]  # a 2 x 5 = 10 px dog
     table = image_object_hits(decoded, lens, instances, np.array([0, 1, 2]), min_area=20, max_area=60)
-    assert table.image.values.tolist() == [0] and table.tokens.values.tolist() == [2]  # the 50 px cat only
+    assert table.sample.values.tolist() == [0] and table.tokens.values.tolist() == [2]  # the 50 px cat only
