@@ -11,6 +11,8 @@ Layout (Zarr v3, one store per model x dataset x capture settings)::
     ffn_topk_value   (sample, layer, token, ffn_k)              compute dtype
     ffn_dense        (sample, layer, token, ffn_unit)           optional, only rows of ffn_dense_selected
     attention_last   (sample, layer, head, token)               optional float32: the last position's attention row
+    next_token_topk_index, _logit  (sample, next_k)             optional int32 / float32: the model's own top-k
+                                                                next tokens at the last position, best first
     token table      (sample, token)                            token_id, position, kind, image_index, ...
     token_box        (sample, token, box_coord)                 float32, normalised x0, y0, x1, y1
     per sample       (sample,) / (sample, image)                sample_id, status, n_tokens, prompt, ...
@@ -47,6 +49,7 @@ TOKEN = "token"
 HEAD_DIM = "head_dim"
 D_MODEL = "d_model"
 FFN_K = "ffn_k"
+NEXT_K = "next_k"  # the model's top next tokens at the last position
 FFN_UNIT = "ffn_unit"
 BOX_COORD = "box_coord"
 IMAGE = "image"
@@ -62,6 +65,8 @@ FFN_TOPK_INDEX = "ffn_topk_index"
 FFN_TOPK_VALUE = "ffn_topk_value"
 FFN_DENSE = "ffn_dense"
 ATTENTION_LAST = "attention_last"
+NEXT_TOKEN_TOPK_INDEX = "next_token_topk_index"
+NEXT_TOKEN_TOPK_LOGIT = "next_token_topk_logit"
 
 ACTIVATION_DIMS: dict[str, tuple[str, ...]] = {
     HIDDEN: (SAMPLE, STREAM, TOKEN, D_MODEL),
@@ -72,9 +77,12 @@ ACTIVATION_DIMS: dict[str, tuple[str, ...]] = {
     FFN_TOPK_VALUE: (SAMPLE, LAYER, TOKEN, FFN_K),
     FFN_DENSE: (SAMPLE, LAYER, TOKEN, FFN_UNIT),
     ATTENTION_LAST: (SAMPLE, LAYER, HEAD, TOKEN),
+    NEXT_TOKEN_TOPK_INDEX: (SAMPLE, NEXT_K),
+    NEXT_TOKEN_TOPK_LOGIT: (SAMPLE, NEXT_K),
 }
 # Activation arrays kept in a fixed dtype rather than the compute dtype.
-FIXED_DTYPES: dict[str, str] = {FFN_TOPK_INDEX: "int32", ATTENTION_LAST: "float32"}
+FIXED_DTYPES: dict[str, str] = {FFN_TOPK_INDEX: "int32", ATTENTION_LAST: "float32", NEXT_TOKEN_TOPK_INDEX: "int32",
+                                NEXT_TOKEN_TOPK_LOGIT: "float32"}
 
 
 class TokenKind(enum.IntEnum):
@@ -221,6 +229,8 @@ def storage_dtype(logical_dtype: str) -> np.dtype:
 # the same.
 
 FFN_TOPK_ORDER = "largest signed coefficient first"
+FFN_TOPK_ORDER_ABS = "largest absolute coefficient first (values keep their sign)"
+FFN_TOPK_ORDERS = {"signed": FFN_TOPK_ORDER, "abs": FFN_TOPK_ORDER_ABS}  # --ffn-topk-by -> recorded ffn_topk_order
 KEYS_ROPE = "post-RoPE, as held in the KV cache"
 # Fields every store records; the others take their defaults when an older store lacks them.
 REQUIRED_CONFIG_FIELDS = ("model", "revision", "compute_dtype", "dataset", "layers", "streams", "tokens", "n_samples")
@@ -254,6 +264,7 @@ class CaptureConfig:
     ffn_dense_tokens: tuple[str, ...] | None = None
     keys_prerope: bool = False
     attention_last: bool = False
+    next_token_topk: int = 0  # the model's own top next tokens kept at the last position
     keys_rope: str = KEYS_ROPE
     samples: str = "images"  # one sample per image record, box annotation or category name
     text_only: bool = False
