@@ -62,10 +62,7 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
     progress = _progress_bar(options.progress, plan, owned, done)
     writer = ShardWriter(root, plan)
     try:
-        with torch.inference_mode(), ActivationRecorder(loaded.adapter, loaded.model, plan.layers, options.ffn_topk,
-                                                        dense_sets is not None, options.keys_prerope,
-                                                        options.attention_last,
-                                                        options.ffn_topk_by == "abs") as recorder:
+        with torch.inference_mode(), _recorder(loaded, plan, options) as recorder:
             for shard in todo:
                 items = [prepare_record(loaded, dataset, i, options, token_sets, dense_sets, intervention)
                          for i in plan.shard_samples(shard)]
@@ -93,6 +90,13 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
         summary.catalog_row = _register(options.catalog, out)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _recorder(loaded: LoadedModel, plan: StorePlan, options: CaptureOptions) -> ActivationRecorder:
+    """The hooks of this capture's layers: FFN top-k (signed or by absolute value) and dense rows, pre-RoPE keys,
+    the last query."""
+    return ActivationRecorder(loaded.adapter, loaded.model, plan.layers, plan.ffn_topk, plan.ffn_dense,
+                              plan.keys_prerope, plan.attention_last, options.ffn_topk_by == "abs")
 
 
 def _open_dataset(options: CaptureOptions) -> Dataset:
