@@ -151,6 +151,15 @@ def stack(intervals: Sequence[Interval], dim: str, coords: Sequence | np.ndarray
                                                                        "confidence": CONFIDENCE})
 
 
+def as_variables(curves: dict[str, xr.Dataset]) -> xr.Dataset:
+    """Several `stack`ed curves over one dimension as one Dataset: NAME (the estimate), NAME_low, NAME_high, NAME_n."""
+    variables = {}
+    for name, curve in curves.items():
+        variables[name] = curve["estimate"]
+        variables.update({f"{name}_{field}": curve[field] for field in INTERVAL_FIELDS[1:]})
+    return xr.Dataset(variables, attrs={"confidence": CONFIDENCE})
+
+
 def as_json(curve: xr.Dataset) -> dict[str, list]:
     """A `stack`ed curve as JSON lists: its coordinate and estimate, low, high, n (NaN as None)."""
     (dim,) = curve[INTERVAL_FIELDS[0]].dims

@@ -75,6 +75,8 @@ def test_ffn_memory_cli(prefix_store, tmp_path):
     assert main(["ffn-memory", "--store", str(prefix_store), "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "ffn_memory.json").read_text())
     assert summary["n_prefixes"] == 12 and len(summary["agreement"]) == 2
+    assert summary["intervals"]["agreement"]["n"] == [12, 12] and summary["intervals"]["agreement_random"]["n"] == [100, 100]
+    assert summary["model_predicts_label"] is None  # the fixture keeps no next tokens
     for name in ("key_labels.csv", "label_coherence.csv", "coherent_pairs.md", "value_agreement.png"):
         assert (tmp_path / name).is_file()
 
