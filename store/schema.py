@@ -116,6 +116,7 @@ PATCH_COL = "patch_col"
 GRID_ROW = "grid_row"  # row/col in the image's packed token grid
 GRID_COL = "grid_col"
 DOWNSAMPLED = "downsampled"  # token mixes several patches (OneVision anyres_max)
+USER_TEXT = "user_text"  # token lies in the user's text (the prompt's {text}), not the template, a prefix or a bbox
 
 # Token table: name -> (numpy dtype, fill value).
 TOKEN_TABLE_FIELDS: dict[str, tuple[np.dtype, object]] = {
@@ -131,7 +132,10 @@ TOKEN_TABLE_FIELDS: dict[str, tuple[np.dtype, object]] = {
     GRID_ROW: (np.dtype("int16"), -1),
     GRID_COL: (np.dtype("int16"), -1),
     DOWNSAMPLED: (np.dtype("bool"), False),
+    USER_TEXT: (np.dtype("bool"), False),
 }
+# Token table fields that stores written before they existed lack (readers must not require them).
+OPTIONAL_TOKEN_FIELDS = (USER_TEXT,)
 # The fields an image layout sets (the others are filled from the input ids).
 IMAGE_LAYOUT_FIELDS = (KIND, IMAGE_PART, TILE_ROW, TILE_COL, PATCH_ROW, PATCH_COL, GRID_ROW, GRID_COL, DOWNSAMPLED)
 TOKEN_BOX = "token_box"  # (sample, token, box_coord): x0, y0, x1, y1 in [0, 1] of the original image
