@@ -107,20 +107,6 @@ def layer_head_scores(scores: xr.DataArray, ylabel: str, title: str, baseline: f
     return figure
 
 
-def cosine_curves(curves: dict[str, xr.Dataset]) -> Figure:
-    """Mean image-text cosine per layer, one line per store (prompt type / model), band = interquartile range."""
-    figure, axis = plt.subplots(figsize=(6.5, 4))
-    for label, summary in curves.items():
-        streams = summary.stream.values
-        axis.plot(streams, summary["mean"].values, marker="o", label=label)
-        axis.fill_between(streams, summary["q25"].values, summary["q75"].values, alpha=0.2)
-    axis.set(xlabel="layer (residual stream)", ylabel="mean cosine(image, text)",
-             title="Inter-modal cosine similarity of hidden states")
-    axis.legend()
-    figure.tight_layout()
-    return figure
-
-
 def per_layer_lines(series: dict[str, xr.DataArray], ylabel: str, title: str, xlabel: str = LAYER) -> Figure:
     """One line per named series over its single dimension (layer or stream)."""
     figure, axis = plt.subplots(figsize=(6.5, 4))
@@ -140,8 +126,12 @@ BASELINE_WORDS = ("random", "baseline", "uniform", "permuted", "chance")  # a se
 def interval_panels(panels: dict[str, dict[str, xr.Dataset]], ylabel: str, title: str, xlabel: str = LAYER) -> Figure:
     """One panel per entry, one line per named curve (`analyses.intervals.stack`: estimate, low, high over one
     dimension) with its 95% interval as a band; baselines (names with "random", "baseline", ...) dashed."""
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 1, 4), squeeze=False, sharey=True)
-    for axis, (panel, curves) in zip(axes[0], panels.items(), strict=True):
+    columns = len(panels) if len(panels) <= 3 else 2
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns + 1, 4 * rows), squeeze=False, sharey=True)
+    for axis in axes.ravel()[len(panels):]:
+        axis.set_visible(False)
+    for axis, (panel, curves) in zip(axes.ravel(), panels.items(), strict=False):
         for label, curve in curves.items():
             (dim,) = curve["estimate"].dims
             x = curve[dim].values
@@ -153,7 +143,8 @@ def interval_panels(panels: dict[str, dict[str, xr.Dataset]], ylabel: str, title
                 axis.set_xticks([int(v) for v in x])
         axis.set(xlabel=xlabel, title=panel)
         axis.legend(fontsize="small")
-    axes[0][0].set_ylabel(ylabel)
+    for row in axes:
+        row[0].set_ylabel(ylabel)
     figure.suptitle(f"{title} (bands: 95% intervals)")
     figure.tight_layout()
     return figure

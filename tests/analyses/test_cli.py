@@ -40,7 +40,10 @@ def test_clustering_and_cosine_cli(plain_store, captured_store, tmp_path):
     assert main(["cosine", "--store", str(plain_store), "--store", str(captured_store), "--labels", "all,six",
                  "--out", str(tmp_path / "cos")]) == 0
     curves = json.loads((tmp_path / "cos" / "cosine_curves.json").read_text())["curves"]
-    assert set(curves) == {"all", "six"} and len(curves["six"]["mean"]) == 3
+    assert set(curves) == {"all", "six"} and len(curves["six"]["image_text"]["mean"]) == 3
+    assert set(curves["six"]) == {"store", "image_text", "image_template", "image_image", "text_text",
+                                  "image_text_centred"}
+    assert curves["six"]["image_text"]["n_samples"] == [6, 6, 6] and len(curves["six"]["text_text"]["low"]) == 3
 
 
 def test_errors_are_one_line(plain_store, tmp_path, capsys):
