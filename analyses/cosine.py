@@ -61,15 +61,14 @@ def curves(ds: xr.Dataset, text: str = USER, centre: xr.DataArray | None = None)
     if centre is not None:
         hidden = hidden - centre
     unit = hidden / np.maximum(np.sqrt((hidden**2).sum(D_MODEL)), 1e-12)
-    sums, counts = {}, {}
-    for name, mask in (("image", ds.kind == TokenKind.IMAGE), ("text", text_mask(ds, text))):
-        sums[name] = unit.where(mask).sum(TOKEN)
-        counts[name] = mask.sum(TOKEN).astype(np.float64)
-    pairs = counts["image"] * counts["text"]
-    out = {"image_text": (sums["image"] * sums["text"]).sum(D_MODEL) / pairs.where(pairs > 0)}
-    for name in ("image", "text"):
-        within = counts[name] * (counts[name] - 1)
-        out[f"{name}_{name}"] = ((sums[name] ** 2).sum(D_MODEL) - counts[name]) / within.where(within > 0)
+    masks = (ds.kind == TokenKind.IMAGE, text_mask(ds, text))
+    sums = [unit.where(mask).sum(TOKEN) for mask in masks]  # (sample, stream, d_model) per set
+    counts = [mask.sum(TOKEN).astype(np.float64) for mask in masks]
+    pairs = counts[0] * counts[1]
+    out = {"image_text": (sums[0] * sums[1]).sum(D_MODEL) / pairs.where(pairs > 0)}
+    for name, total, count in (("image_image", sums[0], counts[0]), ("text_text", sums[1], counts[1])):
+        within = count * (count - 1)
+        out[name] = ((total**2).sum(D_MODEL) - count) / within.where(within > 0)
     return xr.Dataset(out).transpose(SAMPLE, STREAM)
 
 
