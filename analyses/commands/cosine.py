@@ -58,7 +58,7 @@ class Cosine(Command):
             "text_tokens": options.text, "centred": "hidden states minus the store's mean hidden state per stream",
             "interval": "bootstrap over samples (low, high)", "curves": summaries})
         output.zarr("cosine_curves.zarr", xr.concat(
-            [xr.concat([c.expand_dims(kind=[k]) for k, c in r.items()], "kind").expand_dims(curve=[label])
+            [xr.concat([c.expand_dims(series=[k]) for k, c in r.items()], "series").expand_dims(curve=[label])
              for label, r in results.items()], "curve"))
         output.figure("cosine_curves.png", _figure(results, options.text))
 
