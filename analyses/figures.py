@@ -86,13 +86,23 @@ def key_pca_scatter(pca: xr.DataArray, flagged: list[list[int]]) -> Figure:
     return figure
 
 
-def layer_head_scores(scores: xr.DataArray, ylabel: str, title: str, baseline: float | None = None) -> Figure:
-    """Liu et al. Fig. 2 style: max over heads per layer (top), every head's score per layer (bottom)."""
+def layer_head_scores(scores: xr.DataArray, ylabel: str, title: str, baseline: float | None = None, *,
+                      baseline_band: tuple[float, float] | None = None, baseline_label: str = "baseline",
+                      held_out: dict | None = None) -> Figure:
+    """Liu et al. Fig. 2 style: max over heads per layer (top), every head's score per layer (bottom). Optionally
+    the baseline's 95% interval as a band, and `held_out` (`heads.HeldOut.as_dict()`): the head chosen on the
+    selection split, drawn at its layer with its report-split score and 95% interval."""
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True, height_ratios=(1, 1.4))
     layers = scores.layer.values
     top.plot(layers, scores.max(KV_HEAD).values, marker="o", color="#4c72b0", label="max over heads")
     if baseline is not None:
-        top.axhline(baseline, color="#c44e52", linestyle="--", label="baseline")
+        top.axhline(baseline, color="#c44e52", linestyle="--", label=baseline_label)
+    if baseline_band is not None and None not in baseline_band:
+        top.axhspan(*baseline_band, color="#c44e52", alpha=0.15, linewidth=0)
+    if held_out is not None and held_out.get("estimate") is not None:
+        error = [[held_out["estimate"] - held_out["low"]], [held_out["high"] - held_out["estimate"]]]
+        top.errorbar([held_out[LAYER]], [held_out["estimate"]], yerr=error, fmt="D", color="black", capsize=4,
+                     label=f"head {held_out[KV_HEAD]}: chosen on the selection half, scored on the report half")
     top.set(ylabel=f"max {ylabel}", title=title)
     top.legend()
     for head in scores.kv_head.values:

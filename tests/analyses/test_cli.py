@@ -98,9 +98,14 @@ def test_norm_attention_cli(attention_store, plain_store, tmp_path, capsys):
 
 
 def test_probing_cli(plain_store, category_text_store, correspondence_store, tmp_path):
-    assert main(["probing", "--store", str(plain_store), "--text-store", str(category_text_store),
+    assert main(["probing", "--store", str(plain_store), "--text-store", str(category_text_store), "--episodes", "10",
                  "--out", str(tmp_path / "p")]) == 0
     summary = json.loads((tmp_path / "p" / "probing.json").read_text())
     assert "linear_probe" in summary and "text_segmentation" in summary
+    probe = summary["linear_probe"]
+    assert probe["labels"] == ["triangle"] and probe["shots"] == 5  # the one synthetic class in 7+ images
+    assert probe["best"]["reported_on"] == "report" and probe["best"]["n"] == 10 and probe["baseline"]["n"] == 10
+    assert summary["text_segmentation"]["best"]["n"] > 0
     assert main(["probing", "--store", str(correspondence_store), "--out", str(tmp_path / "c")]) == 0
-    assert json.loads((tmp_path / "c" / "probing.json").read_text())["paired_choice"]["n_trials"] == 6
+    choice = json.loads((tmp_path / "c" / "probing.json").read_text())["paired_choice"]
+    assert choice["n_trials"] == 6 and choice["best"]["n"] == 3 and choice["best"]["method"].startswith("exact")
