@@ -31,10 +31,17 @@ def test_correspondence_cli(local_patch_store, tmp_path):
     assert (tmp_path / "semantic_pck.png").is_file() and (tmp_path / "temporal_jf.png").is_file()
 
 
-def test_clustering_and_cosine_cli(plain_store, captured_store, tmp_path):
-    assert main(["clustering", "--store", str(plain_store), "--out", str(tmp_path / "c"), "--k", "4"]) == 0
+def test_clustering_and_cosine_cli(plain_store, captured_store, tmp_path, capsys):
+    assert main(["clustering", "--store", str(plain_store), "--out", str(tmp_path / "c"), "--k", "4"]) == 2
+    assert "--attention-last" in capsys.readouterr().err  # no saliency: the store has no attention rows
+    assert main(["clustering", "--store", str(plain_store), "--out", str(tmp_path / "c"), "--k", "4",
+                 "--saliency", "none"]) == 0
     summary = json.loads((tmp_path / "c" / "clustering.json").read_text())
-    assert set(summary["co_segmentation"]) >= {"circle"}
+    segmentation = summary["co_segmentation"]
+    assert set(segmentation["sets"]) == {"circle", "diamond", "square", "triangle"}
+    circles = len(segmentation["sets"]["circle"]["samples"])
+    assert segmentation["best"]["reported_on"] == "report" and segmentation["best"]["n"] == 2 + 1 + 2 + 4
+    assert circles == 5 and segmentation["baseline"]["n"] == segmentation["best"]["n"]
     assert sorted(summary["label_split"]["seen"] + summary["label_split"]["unseen"]) == \
         ["circle", "diamond", "square", "triangle"]
     assert main(["cosine", "--store", str(plain_store), "--store", str(captured_store), "--labels", "all,six",
