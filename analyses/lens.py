@@ -16,7 +16,7 @@ import xarray as xr
 
 from analyses import intervals
 from analyses.object_words import names, normalise_word, object_words
-from analyses.tokens import ImageTokens
+from analyses.tokens import ImageTokens, labels_to_tokens
 from store.schema import (
     ATTR_NORM_EPS,
     ATTR_NORM_KIND,
@@ -157,8 +157,6 @@ OBJECT_TOKENS = "image tokens whose footprint overlaps the object's mask"  # wha
 
 def object_token_indices(tokens: ImageTokens, mask: np.ndarray) -> np.ndarray:
     """Indices (into `tokens`) of the image tokens whose box overlaps the (H, W) boolean `mask`."""
-    from analyses.tokens import labels_to_tokens
-
     return np.flatnonzero(labels_to_tokens(tokens, mask.astype(np.int64), 2)[:, 1] > 0)
 
 
