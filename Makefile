@@ -21,7 +21,7 @@ demo: $(VENV)/.installed
 	$(CAPTURE) --dataset synthetic-coco --attention-last --out $(DEMO_STORE)
 	$(PY) -m store validate $(DEMO_STORE)
 	$(CAPTURE) --dataset synthetic-correspondence --out stores/demo-correspondence.zarr
-	$(CAPTURE) --dataset synthetic-coco --samples annotations --template bbox --visual-prefix --tokens last \
+	$(CAPTURE) --dataset synthetic-coco --samples annotations --template bbox --visual-prefix --tokens last --next-token-topk 5 \
 		--out stores/demo-prefixes.zarr
 	$(CAPTURE) --dataset synthetic-coco --samples categories --template "{image}{text}" --out stores/demo-categories.zarr
 	for kind in normal noisy empty; do \

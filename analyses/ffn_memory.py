@@ -7,8 +7,13 @@ name the most activated keys of each layer; the value of key j is column j of do
 - keys: per layer the top-3 keys of each prefix; per key the distribution of its prefixes' labels;
 - coherence: pairwise cosine of a key's top-3 labels' text embeddings, against random label triples;
 - values: each activated key's value projected through the unembedding; its top-3 tokens agree with the
-  prefix's label (the label's first token), and the top token's embedding is compared with the label's,
-  against random value vectors.
+  prefix's label (the label's first token), and the top token's embedding is compared with the label's. The
+  baseline is the paper's: three random values per layer, here drawn many times (the spread over draws is
+  reported); where the store keeps the model's own next tokens (`--next-token-topk`), agreement is also given
+  separately for the prefixes whose label the model predicts and for the others.
+
+The prefix's last position must be the last position of the sequence (what the model predicts the label from);
+a store whose last stored token is anything else is refused.
 """
 
 from __future__ import annotations
@@ -20,28 +25,44 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from analyses import intervals
 from analyses.lens import Lens, matches
 from analyses.tokens import captured_samples, sample_annotation
 from store import annotation as ann
-from store.schema import FFN_K, FFN_UNIT, LAYER, SAMPLE
+from store.schema import FFN_K, FFN_UNIT, LAYER, NEXT_TOKEN_TOPK_INDEX, POSITION, SAMPLE, SEQ_LEN
 
 # label_coherence's column telling the two samples of cosines apart: labels (a key's top labels) or random (the
 # baseline). Not a token kind: the name only coincides with schema.KIND, and is kept so label_coherence.csv is unchanged
 COHERENCE_KIND = "kind"
 LAST_ROW = "last"  # prefix_labels' column: the row of the prefix's last stored token
+MODEL_TOP = "model_top"  # prefix_labels' column: the model's own top next token (when the store keeps it)
+PREDICTED = "model_predicts_label"  # prefix_labels' column: model_top is the label's first token
+PREFIX, RANK, DRAW = "prefix", "rank", "draw"  # dimensions of the per-key and random-value tables
 
 
 def prefix_labels(ds: xr.Dataset) -> pd.DataFrame:
     """Per captured sample: its label, the id of the label's first token (`next_token_id`, when the capture cut a
-    visual prefix) and the row of its last stored token. Samples without an object label are left out."""
+    visual prefix), the row of its last stored token and, when the store keeps the model's next tokens, the model's
+    top-1 and whether it is the label's first token. Samples without an object label are left out; ValueError when
+    a prefix's last stored token is not the last position of its sequence."""
     rows = []
+    model_top = ds[NEXT_TOKEN_TOPK_INDEX].values[:, 0] if NEXT_TOKEN_TOPK_INDEX in ds else None
     for sample in captured_samples(ds):
         annotation = sample_annotation(ds, sample)
         label = (annotation.get(ann.OBJECT) or {}).get(ann.LABEL) or annotation.get(ann.LABEL)
         if label is None:
             continue
-        rows.append({SAMPLE: int(sample), ann.LABEL: str(label), ann.NEXT_TOKEN_ID: annotation.get(ann.NEXT_TOKEN_ID),
-                     LAST_ROW: int(ds.n_tokens.values[sample]) - 1})
+        last = int(ds.n_tokens.values[sample]) - 1
+        position, length = int(ds[POSITION].values[sample, last]), int(ds[SEQ_LEN].values[sample])
+        if position != length - 1:
+            raise ValueError(f"sample {sample}: the last stored token is position {position} of a {length}-token "
+                             "sequence, not the prefix's last position: capture with --tokens last (or all)")
+        row = {SAMPLE: int(sample), ann.LABEL: str(label), ann.NEXT_TOKEN_ID: annotation.get(ann.NEXT_TOKEN_ID),
+               LAST_ROW: last}
+        if model_top is not None:
+            row[MODEL_TOP] = int(model_top[sample])
+            row[PREDICTED] = row[ann.NEXT_TOKEN_ID] is not None and row[MODEL_TOP] == int(row[ann.NEXT_TOKEN_ID])
+        rows.append(row)
     if not rows:
         raise ValueError("no labelled samples: capture bbox visual prefixes (--samples annotations --template bbox "
                          "--visual-prefix)")
@@ -97,6 +118,20 @@ def label_coherence(table: pd.DataFrame, embeddings: dict[str, np.ndarray], seed
     return pd.DataFrame(rows, columns=[LAYER, "key", COHERENCE_KIND, "cosine"])
 
 
+def coherence_curves(coherence: pd.DataFrame, seed: int = 0) -> dict[str, xr.Dataset]:
+    """Per layer, the mean pairwise label cosine of the keys' top labels ("labels") and of the random label draws
+    ("random"), each with a cluster bootstrap interval over keys."""
+    layers = np.array(sorted(coherence[LAYER].unique()))
+    curves = {}
+    for kind in ("labels", "random"):
+        rows = coherence[coherence[COHERENCE_KIND] == kind]
+        curves[kind] = intervals.stack(
+            [intervals.bootstrap_mean(rows[rows[LAYER] == layer].cosine.to_numpy(),
+                                      rows[rows[LAYER] == layer].key.to_numpy(), seed=seed) for layer in layers],
+            LAYER, layers)
+    return curves
+
+
 def value_logits(lens: Lens, down_proj: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """(n_keys, vocab) unembedding @ down_proj[:, j] for each key j; `down_proj` is one layer's (d_model, ffn_unit)."""
     values = down_proj[:, keys].astype(np.float32)  # (d_model, n_keys)
@@ -104,42 +139,119 @@ def value_logits(lens: Lens, down_proj: np.ndarray, keys: np.ndarray) -> np.ndar
     return out + lens.bias if lens.bias is not None else out
 
 
-def value_agreement(keys: xr.DataArray, prefixes: pd.DataFrame, lens: Lens, down_proj: xr.DataArray,
-                    embeddings: dict[str, np.ndarray] | None = None, top: int = 3, seed: int = 0) -> xr.Dataset:
-    """Per layer, over all (prefix, activated key) pairs: `agreement`, the share whose value's top-`top` tokens
-    include the prefix's label (its first token id when known, else a token naming it), and `cosine`, the
-    embedding cosine between the value's top token and the label; `*_random` the same for random value vectors
-    (uniformly drawn FFN units). Needs the label embeddings `embeddings` for the cosines."""
+def value_top_tokens(lens: Lens, down_proj: np.ndarray, units: np.ndarray, top: int = 3) -> np.ndarray:
+    """(len(units), top) ids of the highest logits of each unit's value vector, best first."""
+    logits = value_logits(lens, down_proj, units)
+    best = np.argpartition(-logits, top - 1, axis=1)[:, :top]
+    order = np.argsort(-np.take_along_axis(logits, best, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(best, order, axis=1)
+
+
+def _agrees(ids: np.ndarray, row: object, lens: Lens) -> bool:
+    """Whether value top tokens `ids` include the prefix's label: its first token id when known, else a token
+    naming it."""
+    if row.next_token_id is not None and not pd.isna(row.next_token_id):
+        return int(row.next_token_id) in ids
+    return any(matches(lens.vocabulary[i], row.label) for i in ids)
+
+
+def key_value_hits(keys: xr.DataArray, prefixes: pd.DataFrame, lens: Lens, down_proj: xr.DataArray,
+                   embeddings: dict[str, np.ndarray] | None = None, top: int = 3) -> xr.Dataset:
+    """Per (prefix, layer, rank) activated key: `agrees`, 1 when its value's top-`top` tokens include the prefix's
+    label, and `cosine`, the embedding cosine of the value's top token with the label (NaN without `embeddings`)."""
+    shape = (len(prefixes), len(keys.layer), keys.sizes["rank"])
+    agrees, cosines = np.zeros(shape), np.full(shape, np.nan)
+    for li, layer in enumerate(keys.layer.values):
+        chosen = keys.values[:, li, :]
+        best = value_top_tokens(lens, np.asarray(down_proj.sel(layer=layer).values), chosen.ravel(), top)
+        best = best.reshape(*chosen.shape, top)
+        _embed_tokens(embeddings, lens, best[..., 0])
+        for p, row in enumerate(prefixes.itertuples()):
+            for r in range(chosen.shape[1]):
+                agrees[p, li, r] = _agrees(best[p, r], row, lens)
+                if embeddings is not None:
+                    cosines[p, li, r] = _cosine(_word_embedding(embeddings, lens, best[p, r, 0]), embeddings[row.label])
+    dims = (PREFIX, LAYER, RANK)
+    return xr.Dataset({"agrees": (dims, agrees), "cosine": (dims, cosines)}, coords={LAYER: keys.layer.values})
+
+
+def random_value_hits(prefixes: pd.DataFrame, lens: Lens, down_proj: xr.DataArray, layers: np.ndarray,
+                      embeddings: dict[str, np.ndarray] | None = None, n_values: int = 3, n_draws: int = 100,
+                      top: int = 3, seed: int = 0) -> xr.Dataset:
+    """Jung et al.'s baseline, drawn `n_draws` times: per draw and layer, `n_values` FFN units drawn uniformly and
+    shared by every prefix; `agreement` and `cosine` (draw, layer) are the means over (prefix, unit) of the same
+    scores `key_value_hits` gives the activated keys."""
     rng = np.random.default_rng(seed)
     n_units = down_proj.sizes[FFN_UNIT]
-    layers = keys.layer.values
-    out = {name: np.zeros(len(layers)) for name in ("agreement", "agreement_random", "cosine", "cosine_random")}
+    agreement, cosine = np.zeros((n_draws, len(layers))), np.full((n_draws, len(layers)), np.nan)
+    labels = list(prefixes.label)
+    mean_label = np.mean([embeddings[label] for label in labels], axis=0) if embeddings is not None else None
     for li, layer in enumerate(layers):
-        weights = np.asarray(down_proj.sel(layer=layer).values)
-        chosen = keys.values[:, li, :]
-        random = rng.integers(0, n_units, size=chosen.shape)
-        for kind, units in (("", chosen), ("_random", random)):
-            logits = value_logits(lens, weights, units.ravel())
-            best = np.argsort(-logits, axis=1)[:, :top].reshape(*units.shape, top)
-            agree, cosines = [], []
-            for p, row in enumerate(prefixes.itertuples()):
-                for r in range(units.shape[1]):
-                    ids = best[p, r]
-                    if row.next_token_id is not None and not pd.isna(row.next_token_id):
-                        agree.append(int(row.next_token_id) in ids)
-                    else:
-                        agree.append(any(matches(lens.vocabulary[i], row.label) for i in ids))
-                    if embeddings is not None:
-                        word = lens.vocabulary[ids[0]].strip() or "?"
-                        cosines.append(_cosine(_embed_one(embeddings, word), embeddings[row.label]))
-            out[f"agreement{kind}"][li] = np.mean(agree)
-            out[f"cosine{kind}"][li] = np.mean(cosines) if cosines else np.nan
-    return xr.Dataset({k: (LAYER, v) for k, v in out.items()}, coords={LAYER: layers},
-                      attrs={"top": top, "n_prefixes": len(prefixes)})
+        units = rng.integers(0, n_units, size=(n_draws, n_values))
+        best = value_top_tokens(lens, np.asarray(down_proj.sel(layer=layer).values), units.ravel(), top)
+        best = best.reshape(n_draws, n_values, top)
+        _embed_tokens(embeddings, lens, best[..., 0])
+        for d in range(n_draws):
+            agreement[d, li] = np.mean([_agrees(ids, row, lens) for row in prefixes.itertuples() for ids in best[d]])
+            if mean_label is not None:  # embeddings are unit vectors: the mean cosine is a dot with the mean label
+                words = [_word_embedding(embeddings, lens, ids[0]) for ids in best[d]]
+                cosine[d, li] = float(np.mean([w @ mean_label / np.linalg.norm(w) for w in words]))
+    return xr.Dataset({"agreement": ((DRAW, LAYER), agreement), "cosine": ((DRAW, LAYER), cosine)},
+                      coords={LAYER: layers}, attrs={"n_values": n_values, "n_draws": n_draws})
+
+
+def value_agreement(keys: xr.DataArray, prefixes: pd.DataFrame, lens: Lens, down_proj: xr.DataArray,
+                    embeddings: dict[str, np.ndarray] | None = None, top: int = 3, n_draws: int = 100,
+                    seed: int = 0) -> xr.Dataset:
+    """Per layer: `agreement` and `cosine` of the activated keys' values (means over (prefix, key), intervals by a
+    cluster bootstrap over prefixes), `agreement_random` / `cosine_random` for random values (mean and central 95%
+    of `n_draws` draws), and, when the prefixes say whether the model predicts their label, `agreement_predicted`
+    and `agreement_unpredicted` over those two groups. Each as NAME, NAME_low, NAME_high, NAME_n."""
+    hits = key_value_hits(keys, prefixes, lens, down_proj, embeddings, top)
+    random = random_value_hits(prefixes, lens, down_proj, keys.layer.values, embeddings, keys.sizes["rank"], n_draws,
+                               top, seed)
+    layers = keys.layer.values
+    groups = {"": np.ones(len(prefixes), bool)}
+    if PREDICTED in prefixes:
+        predicted = prefixes[PREDICTED].to_numpy(bool)
+        groups.update({"_predicted": predicted, "_unpredicted": ~predicted})
+    curves = {}
+    for suffix, keep in groups.items():
+        for name in ("agreement", "cosine") if not suffix else ("agreement",):
+            values = hits["agrees" if name == "agreement" else "cosine"].values[keep]  # (prefix, layer, rank)
+            owner = np.broadcast_to(np.arange(len(prefixes))[keep][:, None], values[:, 0].shape)
+            curves[name + suffix] = intervals.stack(
+                [intervals.bootstrap_mean(values[:, li].ravel(), owner.ravel(), seed=seed) for li in range(len(layers))],
+                LAYER, layers)
+    for name in ("agreement", "cosine"):
+        curves[f"{name}_random"] = intervals.stack([intervals.spread(random[name].values[:, li])
+                                                    for li in range(len(layers))], LAYER, layers)
+    return intervals.as_variables(curves).assign_attrs(top=top, n_prefixes=len(prefixes), n_draws=n_draws,
+                                                       random_values_per_layer=keys.sizes["rank"])
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _token_word(lens: Lens, token: int) -> str:
+    return lens.vocabulary[token].strip() or "?"
+
+
+def _word_embedding(embeddings: dict[str, np.ndarray], lens: Lens, token: int) -> np.ndarray:
+    """The embedding of a decoded token's text (stripped; "?" for a blank one), computed once and kept."""
+    return _embed_one(embeddings, _token_word(lens, token))
+
+
+def _embed_tokens(embeddings: dict[str, np.ndarray] | None, lens: Lens, tokens: np.ndarray) -> None:
+    """Add the embeddings of the texts of `tokens` that `embeddings` lacks, in one call of the embedder."""
+    if embeddings is None:
+        return
+    missing = sorted({_token_word(lens, int(t)) for t in np.unique(tokens)} - set(embeddings))
+    if missing:
+        from analyses.label_embeddings import embed_labels
+
+        embeddings.update(zip(missing, embed_labels(missing), strict=True))
 
 
 def _embed_one(embeddings: dict[str, np.ndarray], word: str) -> np.ndarray:

@@ -86,13 +86,23 @@ def key_pca_scatter(pca: xr.DataArray, flagged: list[list[int]]) -> Figure:
     return figure
 
 
-def layer_head_scores(scores: xr.DataArray, ylabel: str, title: str, baseline: float | None = None) -> Figure:
-    """Liu et al. Fig. 2 style: max over heads per layer (top), every head's score per layer (bottom)."""
+def layer_head_scores(scores: xr.DataArray, ylabel: str, title: str, baseline: float | None = None, *,
+                      baseline_band: tuple[float, float] | None = None, baseline_label: str = "baseline",
+                      held_out: dict | None = None) -> Figure:
+    """Liu et al. Fig. 2 style: max over heads per layer (top), every head's score per layer (bottom). Optionally
+    the baseline's 95% interval as a band, and `held_out` (`heads.HeldOut.as_dict()`): the head chosen on the
+    selection split, drawn at its layer with its report-split score and 95% interval."""
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True, height_ratios=(1, 1.4))
     layers = scores.layer.values
     top.plot(layers, scores.max(KV_HEAD).values, marker="o", color="#4c72b0", label="max over heads")
     if baseline is not None:
-        top.axhline(baseline, color="#c44e52", linestyle="--", label="baseline")
+        top.axhline(baseline, color="#c44e52", linestyle="--", label=baseline_label)
+    if baseline_band is not None and None not in baseline_band:
+        top.axhspan(*baseline_band, color="#c44e52", alpha=0.15, linewidth=0)
+    if held_out is not None and held_out.get("estimate") is not None:
+        error = [[held_out["estimate"] - held_out["low"]], [held_out["high"] - held_out["estimate"]]]
+        top.errorbar([held_out[LAYER]], [held_out["estimate"]], yerr=error, fmt="D", color="black", capsize=4,
+                     label=f"head {held_out[KV_HEAD]}: chosen on the selection half, scored on the report half")
     top.set(ylabel=f"max {ylabel}", title=title)
     top.legend()
     for head in scores.kv_head.values:
@@ -107,20 +117,6 @@ def layer_head_scores(scores: xr.DataArray, ylabel: str, title: str, baseline: f
     return figure
 
 
-def cosine_curves(curves: dict[str, xr.Dataset]) -> Figure:
-    """Mean image-text cosine per layer, one line per store (prompt type / model), band = interquartile range."""
-    figure, axis = plt.subplots(figsize=(6.5, 4))
-    for label, summary in curves.items():
-        streams = summary.stream.values
-        axis.plot(streams, summary["mean"].values, marker="o", label=label)
-        axis.fill_between(streams, summary["q25"].values, summary["q75"].values, alpha=0.2)
-    axis.set(xlabel="layer (residual stream)", ylabel="mean cosine(image, text)",
-             title="Inter-modal cosine similarity of hidden states")
-    axis.legend()
-    figure.tight_layout()
-    return figure
-
-
 def per_layer_lines(series: dict[str, xr.DataArray], ylabel: str, title: str, xlabel: str = LAYER) -> Figure:
     """One line per named series over its single dimension (layer or stream)."""
     figure, axis = plt.subplots(figsize=(6.5, 4))
@@ -130,6 +126,36 @@ def per_layer_lines(series: dict[str, xr.DataArray], ylabel: str, title: str, xl
         axis.plot(values[dim].values, values.values, style, marker="o", label=label)
     axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
     axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+BASELINE_WORDS = ("random", "baseline", "uniform", "permuted", "chance")  # a series so named is drawn dashed
+
+
+def interval_panels(panels: dict[str, dict[str, xr.Dataset]], ylabel: str, title: str, xlabel: str = LAYER) -> Figure:
+    """One panel per entry, one line per named curve (`analyses.intervals.stack`: estimate, low, high over one
+    dimension) with its 95% interval as a band; baselines (names with "random", "baseline", ...) dashed."""
+    columns = len(panels) if len(panels) <= 3 else 2
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns + 1, 4 * rows), squeeze=False, sharey=True)
+    for axis in axes.ravel()[len(panels):]:
+        axis.set_visible(False)
+    for axis, (panel, curves) in zip(axes.ravel(), panels.items(), strict=False):
+        for label, curve in curves.items():
+            (dim,) = curve["estimate"].dims
+            x = curve[dim].values
+            style = "--" if any(word in label for word in BASELINE_WORDS) else "-"
+            (line,) = axis.plot(x, curve["estimate"].values, style, marker="o", markersize=3, label=label)
+            axis.fill_between(x, curve["low"].values, curve["high"].values, color=line.get_color(), alpha=0.18,
+                              linewidth=0)
+            if np.issubdtype(np.asarray(x).dtype, np.integer) and len(x) <= 40:
+                axis.set_xticks([int(v) for v in x])
+        axis.set(xlabel=xlabel, title=panel)
+        axis.legend(fontsize="small")
+    for row in axes:
+        row[0].set_ylabel(ylabel)
+    figure.suptitle(f"{title} (bands: 95% intervals)")
     figure.tight_layout()
     return figure
 

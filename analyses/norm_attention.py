@@ -3,7 +3,12 @@
 The attention weight alone ignores how much a token's value actually moves the output. Token j's contribution
 to the last position's attention output at a layer is sum_h alpha_hj * (v_{kv(h),j} @ W_O,h^T), with W_O,h the
 slice of o_proj that reads head h; its norm is the norm-based attention. Needs a capture with
-`--attention-last` (attention rows and o_proj weights) and the values of the tokens of interest.
+`--attention-last` (attention rows and o_proj weights) that stores every position (`--tokens all`): a share is a
+share of the whole attention row, and a store holding part of the row cannot say what the rest received.
+
+Shares per token kind (`by_kind`) are computed per sample and sum to 1 over kinds at every layer: the norm share
+(norm of the kind's contributions over the sum of all norms), the weight share (attention weights averaged over
+heads, summed over the kind's tokens) and, as the baseline of uniform attention, the kind's share of the tokens.
 """
 
 from __future__ import annotations
@@ -11,7 +16,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from store.schema import ATTENTION_LAST, KIND, LAYER, LENS_O_PROJ, SAMPLE, TOKEN, VALUES, TokenKind
+from analyses import intervals
+from store.schema import ATTENTION_LAST, KIND, LAYER, LENS_O_PROJ, N_TOKENS, SAMPLE, SEQ_LEN, TOKEN, VALUES, TokenKind
+
+SHARES = ("norm_share", "weight_share", "token_share")  # the variables of by_kind
+KINDS = (TokenKind.TEXT, TokenKind.SPECIAL, TokenKind.IMAGE, TokenKind.IMAGE_NEWLINE)  # every kind of a real token
 
 
 def token_contributions(attention: np.ndarray, values: np.ndarray, o_proj: np.ndarray) -> np.ndarray:
@@ -28,12 +37,24 @@ def token_contributions(attention: np.ndarray, values: np.ndarray, o_proj: np.nd
     return np.linalg.norm(stacked @ o_proj.T, axis=-1)
 
 
+def check_whole_rows(ds: xr.Dataset, samples: list[int]) -> None:
+    """ValueError unless every sample stores all positions of its sequence (the whole attention row)."""
+    stored, length = ds[N_TOKENS].values[samples], ds[SEQ_LEN].values[samples]
+    partial = [s for s, n, total in zip(samples, stored, length, strict=True) if n != total]
+    if partial:
+        raise ValueError(f"sample {partial[0]} stores {int(ds[N_TOKENS].values[partial[0]])} of its "
+                         f"{int(ds[SEQ_LEN].values[partial[0]])} positions: attention shares need the whole row "
+                         "(capture with --tokens all)")
+
+
 def norm_based_attention(ds: xr.Dataset, lens: xr.Dataset, samples: list[int] | None = None) -> xr.Dataset:
     """Per (sample, layer, token): `norm` (norm-based attention of the last position) and `weight` (the attention
-    weight summed over heads, for comparison), NaN on padding slots."""
+    weight averaged over heads, for comparison), NaN on padding slots. ValueError for a store without attention
+    rows or one that does not keep every position."""
     if ATTENTION_LAST not in ds or LENS_O_PROJ not in lens:
         raise ValueError("the store has no attention rows: capture with --attention-last")
     samples = list(range(ds.sizes[SAMPLE])) if samples is None else samples
+    check_whole_rows(ds, samples)
     o_proj = {int(layer): np.asarray(lens[LENS_O_PROJ].sel(layer=layer).values, np.float32) for layer in ds.layer.values}
     norms = np.full((len(samples), ds.sizes[LAYER], ds.sizes[TOKEN]), np.nan, np.float32)
     weights = np.full_like(norms, np.nan)
@@ -43,21 +64,35 @@ def norm_based_attention(ds: xr.Dataset, lens: xr.Dataset, samples: list[int] | 
         values = np.asarray(ds[VALUES].isel(sample=sample, token=slice(0, n)).values, np.float32)
         for li, layer in enumerate(ds.layer.values):
             norms[row, li, :n] = token_contributions(attention[li], values[li], o_proj[int(layer)])
-            weights[row, li, :n] = attention[li].sum(axis=0)
+            weights[row, li, :n] = attention[li].mean(axis=0)
     coords = {SAMPLE: samples, LAYER: ds.layer.values}
     dims = (SAMPLE, LAYER, TOKEN)
     return xr.Dataset({"norm": (dims, norms), "weight": (dims, weights)}, coords=coords)
 
 
 def by_kind(result: xr.Dataset, kind: xr.DataArray) -> xr.Dataset:
-    """Mean share of the last position's norm-based attention (and weight) going to each token kind, per layer."""
+    """Per (kind, sample, layer): `norm_share` and `weight_share` of the last position's attention going to tokens of
+    each kind, and `token_share`, the kind's share of the tokens (uniform attention). Each sums to 1 over kinds."""
     kinds = kind.sel(sample=result.sample).compute()  # a small table; `result` is in memory too
-    shares = {}
-    total_norm = result.norm.sum(TOKEN)
-    for token_kind in (TokenKind.TEXT, TokenKind.SPECIAL, TokenKind.IMAGE, TokenKind.IMAGE_NEWLINE):
+    tokens = (kinds != TokenKind.PAD).sum(TOKEN)
+    shares = []
+    for token_kind in KINDS:
         mask = kinds == token_kind
-        shares[token_kind.name.lower()] = xr.Dataset({
-            "norm_share": (result.norm.where(mask).sum(TOKEN) / total_norm).mean(SAMPLE),
-            "weight_share": result.weight.where(mask).sum(TOKEN).mean(SAMPLE),
-        })
-    return xr.concat(list(shares.values()), dim=xr.DataArray(list(shares), dims=KIND, name=KIND))
+        shares.append(xr.Dataset({
+            "norm_share": result.norm.where(mask).sum(TOKEN) / result.norm.sum(TOKEN),
+            "weight_share": result.weight.where(mask).sum(TOKEN),
+            "token_share": (mask.sum(TOKEN) / tokens).broadcast_like(result.layer).astype(np.float64),
+        }))
+    names = [k.name.lower() for k in KINDS]
+    return xr.concat(shares, dim=xr.DataArray(names, dims=KIND, name=KIND)).transpose(KIND, SAMPLE, LAYER)
+
+
+def share_intervals(shares: xr.Dataset, seed: int = 0) -> dict[str, dict[str, xr.Dataset]]:
+    """kind -> share -> its mean over samples per layer with a bootstrap interval over samples (`intervals.stack`)."""
+    out: dict[str, dict[str, xr.Dataset]] = {}
+    for name in shares.kind.values:
+        one = shares.sel(kind=name)
+        out[str(name)] = {share: intervals.stack([intervals.bootstrap_mean(one[share].sel(layer=layer).values, seed=seed)
+                                                  for layer in one.layer.values], LAYER, one.layer.values)
+                          for share in SHARES}
+    return out

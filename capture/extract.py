@@ -115,6 +115,10 @@ def _store_sample(loaded: LoadedModel, plan: StorePlan, output: object, recorded
                                    loaded.adapter.attention_scaling(loaded.model, layer))[:, pos]
                 for layer in plan.layers]
         arrays[schema.ATTENTION_LAST][row, :, :, :n] = torch.stack(rows).cpu().numpy()
+    if plan.next_token_topk:  # the forward keeps the last position's logits only (logits_to_keep=1)
+        logits, ids = torch.topk(output.logits[b, -1].float(), plan.next_token_topk, sorted=True)
+        arrays[schema.NEXT_TOKEN_TOPK_INDEX][row] = ids.to(torch.int32).cpu().numpy()
+        arrays[schema.NEXT_TOKEN_TOPK_LOGIT][row] = logits.cpu().numpy()
     _store_sample_fields(item, arrays, row, n)
 
 

@@ -33,7 +33,7 @@ class ActivationRecorder:
     """Context manager that hooks `model`'s decoder for `layers`; read `.recorded` after each forward."""
 
     def __init__(self, adapter: FamilyAdapter, model: torch.nn.Module, layers: tuple[int, ...], ffn_topk: int,
-                 ffn_dense: bool, keys_prerope: bool, attention_last: bool = False):
+                 ffn_dense: bool, keys_prerope: bool, attention_last: bool = False, ffn_topk_abs: bool = False):
         self.adapter = adapter
         self.model = model
         self.layers = layers
@@ -41,6 +41,7 @@ class ActivationRecorder:
         self.ffn_dense = ffn_dense
         self.keys_prerope = keys_prerope
         self.attention_last = attention_last
+        self.ffn_topk_abs = ffn_topk_abs
         self.recorded = Recorded()
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -72,8 +73,13 @@ class ActivationRecorder:
     def _ffn_hook(self, layer: int):
         def hook(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             coefficients = args[0].detach()
-            # Highest (signed) coefficients: the most activated memory keys (Geva et al.; Jung et al. §4).
-            if self.ffn_topk:
+            # Highest (signed) coefficients: the most activated memory keys (Geva et al.; Jung et al. §4); or the
+            # largest in absolute value, their signs kept.
+            if self.ffn_topk and self.ffn_topk_abs:
+                _, indices = torch.topk(coefficients.abs(), self.ffn_topk, dim=-1, sorted=True)
+                self.recorded.ffn_topk_value[layer] = coefficients.gather(-1, indices)
+                self.recorded.ffn_topk_index[layer] = indices
+            elif self.ffn_topk:
                 values, indices = torch.topk(coefficients, self.ffn_topk, dim=-1, sorted=True)
                 self.recorded.ffn_topk_value[layer] = values
                 self.recorded.ffn_topk_index[layer] = indices

@@ -15,8 +15,10 @@ from capture.registry import ALIASES, REAL_PARTS_MODELS, TINY_MODELS, TOY_MODELS
 from capture.selection import ALL
 from store.arguments import add_options, option, parsed_options
 from store.location import Location
+from store.schema import FFN_TOPK_ORDERS
 
 COMPRESSIONS = ("none", "zstd")
+FFN_TOPK_BY = tuple(FFN_TOPK_ORDERS)
 MODELS = ", ".join([*ALIASES, *REAL_PARTS_MODELS, *TOY_MODELS, *TINY_MODELS])
 
 
@@ -44,6 +46,11 @@ class CaptureOptions:
     layers: str = option(ALL, help="decoder layers: all, or indices/ranges like 0-3,7")
     tokens: str = option(ALL, help="token sets stored: all, or any of image,text,last")
     ffn_topk: int = option(16, help="FFN memory coefficients kept per token (top-k; 0: none)")
+    ffn_topk_by: str = option("signed", choices=FFN_TOPK_BY,
+                              help="rank FFN coefficients by signed value (Jung et al.: the most activated keys) or by "
+                                   "absolute value (strongly negative memories too); values keep their sign")
+    next_token_topk: int = option(0, metavar="K", help="also keep the model's own top-K next tokens and their logits "
+                                                       "at the last position (ffn-memory conditions on them)")
     ffn_dense_tokens: str | None = option(None, help="also store dense FFN coefficients for these token sets")
     keys_prerope: bool = option(False, help="also store keys before RoPE (k_proj output)")
     compression: str = option("none", choices=COMPRESSIONS,
@@ -114,6 +121,10 @@ def check_options(options: CaptureOptions) -> None:
         raise CaptureError(f"--compression {options.compression!r}: choose from {', '.join(COMPRESSIONS)}")
     if options.ffn_topk < 0:
         raise CaptureError(f"--ffn-topk must be 0 (no FFN coefficients) or more, got {options.ffn_topk}")
+    if options.ffn_topk_by not in FFN_TOPK_BY:
+        raise CaptureError(f"--ffn-topk-by {options.ffn_topk_by!r}: choose from {', '.join(FFN_TOPK_BY)}")
+    if options.next_token_topk < 0:
+        raise CaptureError(f"--next-token-topk must be 0 (none) or more, got {options.next_token_topk}")
     if not 0 <= options.rank < options.world_size:
         raise CaptureError(f"--rank must be in 0..{options.world_size - 1} for --world-size {options.world_size}, "
                            f"got {options.rank}")

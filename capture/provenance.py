@@ -24,7 +24,7 @@ from store import schema
 from store.layout import TOKEN_BLOCK, StorePlan
 from store.location import Location
 from store.lossy import max_relative_error
-from store.schema import CaptureConfig
+from store.schema import FFN_TOPK_ORDERS, CaptureConfig
 from store.writer import LensArray, LensPayload
 
 VERSIONED_PACKAGES = ("vlm-activation-cache", "torch", "transformers", "zarr", "numpy", "xarray", "dask", "tokenizers",
@@ -53,9 +53,11 @@ def capture_config(options: CaptureOptions, loaded: LoadedModel, dataset: Datase
         streams=plan.streams,
         tokens=token_sets,
         ffn_topk=plan.ffn_topk,
+        ffn_topk_order=FFN_TOPK_ORDERS[options.ffn_topk_by],
         ffn_dense_tokens=dense_sets or None,
         keys_prerope=plan.keys_prerope,
         attention_last=plan.attention_last,
+        next_token_topk=plan.next_token_topk,
         samples=options.samples,
         text_only=options.text_only,
         prompt=options.prompt,

@@ -62,9 +62,7 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
     progress = _progress_bar(options.progress, plan, owned, done)
     writer = ShardWriter(root, plan)
     try:
-        with torch.inference_mode(), ActivationRecorder(loaded.adapter, loaded.model, plan.layers, options.ffn_topk,
-                                                        dense_sets is not None, options.keys_prerope,
-                                                        options.attention_last) as recorder:
+        with torch.inference_mode(), _recorder(loaded, plan, options) as recorder:
             for shard in todo:
                 items = [prepare_record(loaded, dataset, i, options, token_sets, dense_sets, intervention)
                          for i in plan.shard_samples(shard)]
@@ -92,6 +90,13 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
         summary.catalog_row = _register(options.catalog, out)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _recorder(loaded: LoadedModel, plan: StorePlan, options: CaptureOptions) -> ActivationRecorder:
+    """The hooks of this capture's layers: FFN top-k (signed or by absolute value) and dense rows, pre-RoPE keys,
+    the last query."""
+    return ActivationRecorder(loaded.adapter, loaded.model, plan.layers, plan.ffn_topk, plan.ffn_dense,
+                              plan.keys_prerope, plan.attention_last, options.ffn_topk_by == "abs")
 
 
 def _open_dataset(options: CaptureOptions) -> Dataset:
@@ -124,6 +129,9 @@ def _store_plan(options: CaptureOptions, loaded: LoadedModel, dataset: Dataset) 
     ffn_units = text_config.intermediate_size
     if options.ffn_topk > ffn_units:
         raise CaptureError(f"--ffn-topk {options.ffn_topk} exceeds the {ffn_units} FFN units of this model")
+    if options.next_token_topk > text_config.vocab_size:
+        raise CaptureError(f"--next-token-topk {options.next_token_topk} exceeds the vocabulary of this model "
+                           f"({text_config.vocab_size} tokens)")
     plan = StorePlan(
         n_samples=len(dataset.records),
         batch_size=options.batch_size,
@@ -140,6 +148,7 @@ def _store_plan(options: CaptureOptions, loaded: LoadedModel, dataset: Dataset) 
         ffn_dense=options.ffn_dense_tokens is not None,
         n_heads=text_config.num_attention_heads,
         attention_last=options.attention_last,
+        next_token_topk=options.next_token_topk,
         compression=options.compression,
         token_capacity=token_slots_for(getattr(text_config, "max_position_embeddings", None) or DEFAULT_TOKEN_CAPACITY),
     )

@@ -17,6 +17,7 @@ from capture.loading import ModelFrontEnd
 from capture.options import CaptureOptions
 from capture.prompts import BBOX, bbox_prompt, build_prompt, fill_fields, prompt_set_text
 from capture.selection import select_positions
+from capture.user_text import user_text_span, user_text_tokens
 from store import annotation as ann
 from store import schema
 from store.schema import TokenKind
@@ -55,12 +56,17 @@ class Prepared:
         return replace(self, inputs=inputs, table=self.table.concat(row))
 
 
-def prepare_sample(model: ModelFrontEnd, prompt: str, images: list[Any],
-                   annotation: dict[str, Any] | None = None) -> Prepared:
-    """Processor inputs and token table of `prompt` with `images` (PIL images, in prompt order)."""
+def prepare_sample(model: ModelFrontEnd, prompt: str, images: list[Any], annotation: dict[str, Any] | None = None,
+                   user_text: tuple[int, int] | None = None) -> Prepared:
+    """Processor inputs and token table of `prompt` with `images` (PIL images, in prompt order); `user_text`, the
+    character span of the user's text in `prompt`, marks its tokens in the table."""
     inputs = model.adapter.processor_inputs(model.processor, prompt, images)
     sizes = [(image.height, image.width) for image in images]
     table = model.adapter.token_table(model.processor, model.config, inputs, sizes)
+    if user_text is not None:
+        table.fields[schema.USER_TEXT][:] = user_text_tokens(model.processor.tokenizer, prompt, user_text,
+                                                             inputs["input_ids"][0].cpu().numpy(),
+                                                             model.adapter.image_token_id(model.config))
     return Prepared(prompt, inputs, table, annotation or {}, sizes)
 
 
@@ -88,8 +94,9 @@ def prepare_record(model: ModelFrontEnd, dataset: Dataset, index: int, options: 
         return CaptureItem(index, record.annotation, skip_reason=str(error))
     if options.template == BBOX and len(images) != 1:
         return CaptureItem(index, record.annotation, skip_reason=f"bbox prompts need one image, record has {len(images)}")
-    prompt, annotation = record_prompt(model, options, record, index, [(im.width, im.height) for im in images])
-    prepared = prepare_sample(model, prompt, images, annotation)
+    prompt, annotation, user_text = record_prompt(model, options, record, index,
+                                                  [(im.width, im.height) for im in images])
+    prepared = prepare_sample(model, prompt, images, annotation, user_text)
     plan = None
     if intervention is not None:  # the model then sees the (possibly truncated) sequence of the returned table
         plan, table = intervention.plan(prepared.table, record.annotation, prepared.image_sizes)
@@ -103,8 +110,9 @@ def prepare_record(model: ModelFrontEnd, dataset: Dataset, index: int, options: 
 
 
 def record_prompt(model: ModelFrontEnd, options: CaptureOptions, record: Record, index: int,
-                  image_sizes_wh: list[tuple[int, int]]) -> tuple[str, dict[str, Any]]:
-    """The prompt of sample `index` and its annotation (plus `next_token_id` for a visual prefix)."""
+                  image_sizes_wh: list[tuple[int, int]]) -> tuple[str, dict[str, Any], tuple[int, int] | None]:
+    """The prompt of sample `index`, its annotation (plus `next_token_id` for a visual prefix) and the character
+    span of the user's text in the prompt (None for bbox prompts and empty texts)."""
     annotation = dict(record.annotation)
     fields = record_fields(record)
     prefix = fill_fields(options.prefix, fields, "--prefix") if options.prefix else None
@@ -117,14 +125,17 @@ def record_prompt(model: ModelFrontEnd, options: CaptureOptions, record: Record,
                                          options.visual_prefix)
         if next_token is not None:
             annotation[ann.NEXT_TOKEN_ID] = next_token
-        return prompt, annotation
+        return prompt, annotation, None
     if options.prompt_set:
         text = prompt_set_text(options.prompt_set, index, tokenizer)
     elif record.text is not None:
         text = record.text
     else:
         text = fill_fields(options.prompt, fields, "--prompt")
-    return build_prompt(model.processor, options.template, text, len(image_sizes_wh), prefix, placeholder), annotation
+    n_images = len(image_sizes_wh)
+    prompt = build_prompt(model.processor, options.template, text, n_images, prefix, placeholder)
+    return prompt, annotation, user_text_span(model.processor, prompt, options.template, text, n_images, prefix,
+                                              placeholder)
 
 
 def check_record_fields(options: CaptureOptions, dataset: Dataset) -> None:

@@ -59,6 +59,7 @@ class StorePlan:
     ffn_dense: bool
     n_heads: int = 0  # query heads (needed with attention_last)
     attention_last: bool = False
+    next_token_topk: int = 0  # the model's own top next tokens at the last position (0: none)
     compression: str = "none"  # activation arrays: "none" or "zstd" (level 1); small arrays always use zstd
     # Token slots the arrays are created with: enough for the longest possible sample, so that no writer ever
     # resizes an array while another writes (several ranks share a store). The finished store is cut to the
@@ -86,6 +87,7 @@ class StorePlan:
             schema.KV_HEAD: self.n_kv_heads, schema.TOKEN: t, schema.HEAD_DIM: self.head_dim,
             schema.D_MODEL: self.d_model, schema.FFN_K: self.ffn_topk, schema.FFN_UNIT: self.ffn_units,
             schema.BOX_COORD: 4, schema.IMAGE: self.max_images, schema.HEAD: self.n_heads,
+            schema.NEXT_K: self.next_token_topk,
         }
         names = [schema.HIDDEN, schema.KEYS, schema.VALUES]
         if self.ffn_topk:
@@ -96,6 +98,8 @@ class StorePlan:
             names.append(schema.FFN_DENSE)
         if self.attention_last:
             names.append(schema.ATTENTION_LAST)
+        if self.next_token_topk:
+            names += [schema.NEXT_TOKEN_TOPK_INDEX, schema.NEXT_TOKEN_TOPK_LOGIT]
         specs = []
         for name in names:
             dims = schema.ACTIVATION_DIMS[name]

@@ -11,6 +11,8 @@ Layout (Zarr v3, one store per model x dataset x capture settings)::
     ffn_topk_value   (sample, layer, token, ffn_k)              compute dtype
     ffn_dense        (sample, layer, token, ffn_unit)           optional, only rows of ffn_dense_selected
     attention_last   (sample, layer, head, token)               optional float32: the last position's attention row
+    next_token_topk_index, _logit  (sample, next_k)             optional int32 / float32: the model's own top-k
+                                                                next tokens at the last position, best first
     token table      (sample, token)                            token_id, position, kind, image_index, ...
     token_box        (sample, token, box_coord)                 float32, normalised x0, y0, x1, y1
     per sample       (sample,) / (sample, image)                sample_id, status, n_tokens, prompt, ...
@@ -47,6 +49,7 @@ TOKEN = "token"
 HEAD_DIM = "head_dim"
 D_MODEL = "d_model"
 FFN_K = "ffn_k"
+NEXT_K = "next_k"  # the model's top next tokens at the last position
 FFN_UNIT = "ffn_unit"
 BOX_COORD = "box_coord"
 IMAGE = "image"
@@ -62,6 +65,8 @@ FFN_TOPK_INDEX = "ffn_topk_index"
 FFN_TOPK_VALUE = "ffn_topk_value"
 FFN_DENSE = "ffn_dense"
 ATTENTION_LAST = "attention_last"
+NEXT_TOKEN_TOPK_INDEX = "next_token_topk_index"
+NEXT_TOKEN_TOPK_LOGIT = "next_token_topk_logit"
 
 ACTIVATION_DIMS: dict[str, tuple[str, ...]] = {
     HIDDEN: (SAMPLE, STREAM, TOKEN, D_MODEL),
@@ -72,9 +77,12 @@ ACTIVATION_DIMS: dict[str, tuple[str, ...]] = {
     FFN_TOPK_VALUE: (SAMPLE, LAYER, TOKEN, FFN_K),
     FFN_DENSE: (SAMPLE, LAYER, TOKEN, FFN_UNIT),
     ATTENTION_LAST: (SAMPLE, LAYER, HEAD, TOKEN),
+    NEXT_TOKEN_TOPK_INDEX: (SAMPLE, NEXT_K),
+    NEXT_TOKEN_TOPK_LOGIT: (SAMPLE, NEXT_K),
 }
 # Activation arrays kept in a fixed dtype rather than the compute dtype.
-FIXED_DTYPES: dict[str, str] = {FFN_TOPK_INDEX: "int32", ATTENTION_LAST: "float32"}
+FIXED_DTYPES: dict[str, str] = {FFN_TOPK_INDEX: "int32", ATTENTION_LAST: "float32", NEXT_TOKEN_TOPK_INDEX: "int32",
+                                NEXT_TOKEN_TOPK_LOGIT: "float32"}
 
 
 class TokenKind(enum.IntEnum):
@@ -108,6 +116,7 @@ PATCH_COL = "patch_col"
 GRID_ROW = "grid_row"  # row/col in the image's packed token grid
 GRID_COL = "grid_col"
 DOWNSAMPLED = "downsampled"  # token mixes several patches (OneVision anyres_max)
+USER_TEXT = "user_text"  # token lies in the user's text (the prompt's {text}), not the template, a prefix or a bbox
 
 # Token table: name -> (numpy dtype, fill value).
 TOKEN_TABLE_FIELDS: dict[str, tuple[np.dtype, object]] = {
@@ -123,7 +132,10 @@ TOKEN_TABLE_FIELDS: dict[str, tuple[np.dtype, object]] = {
     GRID_ROW: (np.dtype("int16"), -1),
     GRID_COL: (np.dtype("int16"), -1),
     DOWNSAMPLED: (np.dtype("bool"), False),
+    USER_TEXT: (np.dtype("bool"), False),
 }
+# Token table fields that stores written before they existed lack (readers must not require them).
+OPTIONAL_TOKEN_FIELDS = (USER_TEXT,)
 # The fields an image layout sets (the others are filled from the input ids).
 IMAGE_LAYOUT_FIELDS = (KIND, IMAGE_PART, TILE_ROW, TILE_COL, PATCH_ROW, PATCH_COL, GRID_ROW, GRID_COL, DOWNSAMPLED)
 TOKEN_BOX = "token_box"  # (sample, token, box_coord): x0, y0, x1, y1 in [0, 1] of the original image
@@ -221,6 +233,8 @@ def storage_dtype(logical_dtype: str) -> np.dtype:
 # the same.
 
 FFN_TOPK_ORDER = "largest signed coefficient first"
+FFN_TOPK_ORDER_ABS = "largest absolute coefficient first (values keep their sign)"
+FFN_TOPK_ORDERS = {"signed": FFN_TOPK_ORDER, "abs": FFN_TOPK_ORDER_ABS}  # --ffn-topk-by -> recorded ffn_topk_order
 KEYS_ROPE = "post-RoPE, as held in the KV cache"
 # Fields every store records; the others take their defaults when an older store lacks them.
 REQUIRED_CONFIG_FIELDS = ("model", "revision", "compute_dtype", "dataset", "layers", "streams", "tokens", "n_samples")
@@ -255,6 +269,7 @@ class CaptureConfig:
     ffn_dense_tokens: tuple[str, ...] | None = None
     keys_prerope: bool = False
     attention_last: bool = False
+    next_token_topk: int = 0  # the model's own top next tokens kept at the last position
     keys_rope: str = KEYS_ROPE
     samples: str = "images"  # one sample per image record, box annotation or category name
     text_only: bool = False

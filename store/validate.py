@@ -10,7 +10,8 @@ import zarr
 from store import location, schema
 from store.layout import TOKEN_BLOCK, token_slots_for
 
-REQUIRED_ARRAYS = [schema.HIDDEN, schema.KEYS, schema.VALUES, *schema.TOKEN_TABLE_FIELDS, schema.TOKEN_BOX,
+REQUIRED_ARRAYS = [schema.HIDDEN, schema.KEYS, schema.VALUES,
+                   *(f for f in schema.TOKEN_TABLE_FIELDS if f not in schema.OPTIONAL_TOKEN_FIELDS), schema.TOKEN_BOX,
                    *schema.SAMPLE_FIELDS, schema.LAYER, schema.STREAM]
 FFN_TOPK_ARRAYS = [schema.FFN_TOPK_INDEX, schema.FFN_TOPK_VALUE]  # unless captured with --ffn-topk 0
 REQUIRED_PROVENANCE = ["model_dir", "model_config", "processor", "versions", "created"]

@@ -1,5 +1,6 @@
-"""`logit-lens`: the final norm and unembedding over hidden states; object-token hits and caption precision / recall
-per stream, and the decoded tokens of one image drawn on it."""
+"""`logit-lens`: the final norm and unembedding over hidden states; object-token hits (Neo et al.'s per-image best
+stream and the rate pooled per stream, each beside its label-permutation baseline) and caption precision / recall
+per stream, all with 95% intervals over images, and the decoded tokens of one image drawn on it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from analyses import lens as logit_lens
 from analyses.command import Command
 from analyses.commands.options import StoreOptions
 from analyses.commands.summary import title
+from analyses.intervals import as_json
 from analyses.output import Output
 from analyses.tokens import captured_samples, n_images, sample_annotation
 from store import annotation as ann
@@ -29,6 +31,8 @@ class LogitLensOptions(StoreOptions):
     k: int = option(5, help="top tokens kept per position")
     layer: int | None = option(None, help="stream shown in the decoded-token image grid (default: the best)")
     sample: int = option(0, help="sample shown in the decoded-token image grid")
+    min_area: float | None = option(None, help="smallest object mask scored, in pixels (Neo et al.: 20000)")
+    max_area: float | None = option(None, help="largest object mask scored, in pixels (Neo et al.: 30000)")
 
 
 class LogitLens(Command):
@@ -44,45 +48,67 @@ class LogitLens(Command):
             raise ValueError("no captured sample has an image")
         streams = ds.stream.values
         decoded = logit_lens.image_top_tokens(ds, lens, samples, k=options.k)
-        hits = logit_lens.object_hit_rate(decoded, lens, _object_masks(ds, samples), streams)
+        table = logit_lens.image_object_hits(decoded, lens, _object_instances(ds, samples), streams, options.min_area,
+                                             options.max_area)
+        hits = logit_lens.object_hit_scores(table)
         words = logit_lens.caption_scores(decoded, lens, _captions(ds, samples), streams)
-        output.zarr("logit_lens.zarr", xr.merge([hits, words]).assign_attrs(hits.attrs))
+        captions = {name: logit_lens.mean_over_images(words[name]) for name in ("precision", "recall")}
+        output.zarr("logit_lens.zarr", xr.merge([table, words], join="outer"))
         top = {str(s): {str(int(st)): [[lens.vocabulary[i] for i in row] for row in decoded[s][1][si]]
                         for si, st in enumerate(streams)} for s in samples[:LISTED_SAMPLES]}
         output.json("logit_lens.json", {
-            "store": str(options.store), "k": options.k, "best_stream_object_hits": hits.attrs["best_stream"],
-            "hit_rate": hits.hit_rate.values.tolist(), "precision": words.precision.values.tolist(),
-            "recall": words.recall.values.tolist(), "streams": streams.tolist(),
-            "n_object_tokens": hits.attrs["n_object_tokens"], "top_tokens_first_samples": top})
-        output.figure("logit_lens_scores.png", figures.per_layer_lines(
-            {"object-token hit rate": hits.hit_rate, "caption precision": words.precision,
-             "caption recall": words.recall}, "score", f"Logit lens: {title(ds)}", xlabel="residual stream"))
+            "store": str(options.store), "k": options.k, "object_tokens": logit_lens.OBJECT_TOKENS,
+            "word_match": "whole words: class name, head noun, plurals, synonyms (analyses/object_words.py)",
+            "area_filter_px": [options.min_area, options.max_area], "streams": streams.tolist(),
+            "best_stream_object_hits": _best_stream(hits), **hits.as_json(),
+            "hit_rate": hits.pooled.estimate.values.tolist(),
+            "caption_words": {name: as_json(curve) for name, curve in captions.items()},
+            "top_tokens_first_samples": top})
+        output.figure("logit_lens_scores.png", _scores_figure(ds, hits, captions))
         _decoded_grid(ds, lens, decoded, _shown_stream(options.layer, hits, streams), options.sample, output)
 
 
-def _object_masks(ds: xr.Dataset, samples: list[int]) -> dict[int, dict[str, np.ndarray]]:
-    """Each sample's object masks by label; none where the dataset's ground truth cannot be found."""
-    from analyses.ground_truth import object_masks
+def _scores_figure(ds: xr.Dataset, hits: logit_lens.ObjectHits, captions: dict[str, xr.Dataset]):
+    """Object-token hit rates beside their permuted-label baselines (left), caption precision and recall (right)."""
+    best = hits.best
+    rate = f"{best.estimate:.1%} [{best.low:.1%}, {best.high:.1%}]" if best.n else "no objects"
+    panels = {"object tokens naming their class": {
+        "pooled over images": hits.pooled, "pooled, permuted-label baseline": hits.pooled_baseline,
+        "mean over images": hits.per_image}, "caption words": captions}
+    return figures.interval_panels(panels, "rate", f"Logit lens: {title(ds)}; per-image best stream: {rate}, "
+                                                   f"n={best.n}", xlabel="residual stream")
 
-    masks = {}
+
+def _best_stream(hits: logit_lens.ObjectHits) -> int:
+    """The stream with the highest pooled object hit rate; -1 without object tokens."""
+    if not hits.n_object_tokens:
+        return -1
+    return int(hits.pooled.stream.values[int(np.nanargmax(hits.pooled.estimate.values))])
+
+
+def _object_instances(ds: xr.Dataset, samples: list[int]) -> dict[int, list[tuple[str, np.ndarray]]]:
+    """Each sample's object instances (label, mask); none where the dataset's ground truth cannot be found."""
+    from analyses.ground_truth import object_instances
+
+    found = {}
     for sample in samples:
         try:
-            masks[sample] = object_masks(ds, sample)
+            found[sample] = object_instances(ds, sample)
         except (FileNotFoundError, KeyError):
-            masks[sample] = {}
-    return masks
+            found[sample] = []
+    return found
 
 
 def _captions(ds: xr.Dataset, samples: list[int]) -> dict[int, list[str]]:
     return {s: sample_annotation(ds, s).get(ann.CAPTIONS, []) for s in samples}
 
 
-def _shown_stream(layer: int | None, hits: xr.Dataset, streams: np.ndarray) -> int:
+def _shown_stream(layer: int | None, hits: logit_lens.ObjectHits, streams: np.ndarray) -> int:
     """The stream of the decoded grid: `layer` when given, else the best for object hits, else the middle one."""
     if layer is not None:
         return int(layer)
-    if hits.attrs["best_stream"] >= 0:
-        return int(hits.attrs["best_stream"])
+    if _best_stream(hits) >= 0:
+        return _best_stream(hits)
     return int(streams[len(streams) // 2])
 
 

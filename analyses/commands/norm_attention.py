@@ -9,12 +9,15 @@ from analyses import figures, norm_attention
 from analyses.command import Command
 from analyses.commands.options import StoreOptions
 from analyses.commands.summary import title
+from analyses.intervals import as_json
 from analyses.output import Output
 from analyses.tokens import captured_samples
 from store.arguments import option
-from store.schema import TokenKind
+from store.schema import SAMPLE, TokenKind
 
 COMPARED_KINDS = (TokenKind.IMAGE, TokenKind.TEXT)  # the kinds drawn in the norm vs weight figure
+SERIES = {"norm_share": "norm-based", "weight_share": "attention weight",
+          "token_share": "uniform baseline (share of tokens)"}  # figure label of each share
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,7 +27,7 @@ class NormAttentionOptions(StoreOptions):
 
 class NormAttention(Command):
     name = "norm-attention"
-    help = "norm-based attention of the last position (captures with --attention-last)"
+    help = "norm-based attention of the last position (captures with --attention-last --tokens all)"
     Options = NormAttentionOptions
 
     def run(self, options: NormAttentionOptions, output: Output) -> None:
@@ -32,18 +35,23 @@ class NormAttention(Command):
         lens = store.reader.open_lens(options.store)
         result = norm_attention.norm_based_attention(ds, lens, [int(s) for s in captured_samples(ds)])
         shares = norm_attention.by_kind(result, ds.kind)
+        curves = norm_attention.share_intervals(shares)
         output.zarr("norm_attention.zarr", result)
         output.zarr("norm_attention_by_kind.zarr", shares)
         output.json("norm_attention.json", {
-            "store": str(options.store), "kinds": shares.kind.values.tolist(), "layers": shares.layer.values.tolist(),
-            "norm_share": shares.norm_share.values.tolist(), "weight_share": shares.weight_share.values.tolist()})
+            "store": str(options.store), "n_samples": shares.sizes[SAMPLE],
+            "share_of": "the whole attention row of the last position (every position is stored)",
+            "weight": "attention weight averaged over heads", "baseline": "token_share (uniform attention)",
+            "kinds": shares.kind.values.tolist(), "layers": shares.layer.values.tolist(),
+            **{share: shares[share].mean(SAMPLE).values.tolist() for share in norm_attention.SHARES},
+            "intervals": {kind: {share: as_json(curve) for share, curve in by_share.items()}
+                          for kind, by_share in curves.items()}})
         sample = options.sample
         n = int(ds.n_tokens.values[sample])
         output.figure(f"norm_attention_sample{sample}.png", figures.layer_token_heatmap(
             result.norm.sel(sample=sample).isel(token=slice(0, n)), ds.kind.values[sample, :n],
             f"Norm-based attention of the last token: {title(ds)}, sample {sample}"))
-        names = [kind.name.lower() for kind in COMPARED_KINDS]  # as by_kind names them
-        series = {f"{name} (norm)": shares.norm_share.sel(kind=name) for name in names}
-        series.update({f"{name} (weight)": shares.weight_share.sel(kind=name) for name in names})
-        output.figure("norm_attention_by_kind.png",
-                      figures.per_layer_lines(series, "share of the last position's attention", "Norm vs weight"))
+        panels = {f"{kind.name.lower()} tokens": {SERIES[share]: curves[kind.name.lower()][share]
+                                                  for share in norm_attention.SHARES} for kind in COMPARED_KINDS}
+        output.figure("norm_attention_by_kind.png", figures.interval_panels(
+            panels, "share of the last position's attention", f"Norm vs weight: {title(ds)}"))

@@ -31,16 +31,26 @@ def test_correspondence_cli(local_patch_store, tmp_path):
     assert (tmp_path / "semantic_pck.png").is_file() and (tmp_path / "temporal_jf.png").is_file()
 
 
-def test_clustering_and_cosine_cli(plain_store, captured_store, tmp_path):
-    assert main(["clustering", "--store", str(plain_store), "--out", str(tmp_path / "c"), "--k", "4"]) == 0
+def test_clustering_and_cosine_cli(plain_store, captured_store, tmp_path, capsys):
+    assert main(["clustering", "--store", str(plain_store), "--out", str(tmp_path / "c"), "--k", "4"]) == 2
+    assert "--attention-last" in capsys.readouterr().err  # no saliency: the store has no attention rows
+    assert main(["clustering", "--store", str(plain_store), "--out", str(tmp_path / "c"), "--k", "4",
+                 "--saliency", "none"]) == 0
     summary = json.loads((tmp_path / "c" / "clustering.json").read_text())
-    assert set(summary["co_segmentation"]) >= {"circle"}
+    segmentation = summary["co_segmentation"]
+    assert set(segmentation["sets"]) == {"circle", "diamond", "square", "triangle"}
+    circles = len(segmentation["sets"]["circle"]["samples"])
+    assert segmentation["best"]["reported_on"] == "report" and segmentation["best"]["n"] == 2 + 1 + 2 + 4
+    assert circles == 5 and segmentation["baseline"]["n"] == segmentation["best"]["n"]
     assert sorted(summary["label_split"]["seen"] + summary["label_split"]["unseen"]) == \
         ["circle", "diamond", "square", "triangle"]
     assert main(["cosine", "--store", str(plain_store), "--store", str(captured_store), "--labels", "all,six",
                  "--out", str(tmp_path / "cos")]) == 0
     curves = json.loads((tmp_path / "cos" / "cosine_curves.json").read_text())["curves"]
-    assert set(curves) == {"all", "six"} and len(curves["six"]["mean"]) == 3
+    assert set(curves) == {"all", "six"} and len(curves["six"]["image_text"]["mean"]) == 3
+    assert set(curves["six"]) == {"store", "image_text", "image_template", "image_image", "text_text",
+                                  "image_text_centred"}
+    assert curves["six"]["image_text"]["n_samples"] == [6, 6, 6] and len(curves["six"]["text_text"]["low"]) == 3
 
 
 def test_errors_are_one_line(plain_store, tmp_path, capsys):
@@ -62,6 +72,11 @@ def test_logit_lens_cli(plain_store, tmp_path):
     assert main(["logit-lens", "--store", str(plain_store), "--out", str(tmp_path), "--k", "3"]) == 0
     summary = json.loads((tmp_path / "logit_lens.json").read_text())
     assert len(summary["hit_rate"]) == len(summary["streams"]) == 3 and summary["n_object_tokens"] > 0
+    best = summary["per_image_best"]
+    assert best["rate"]["n"] == summary["n_images"] == 12 and best["permuted_label_baseline"]["n"] == 12
+    assert len(summary["pooled_permuted_label_baseline"]["low"]) == 3 and summary["caption_words"]["recall"]["n"]
+    assert main(["logit-lens", "--store", str(plain_store), "--out", str(tmp_path / "small"), "--max-area", "1"]) == 0
+    assert json.loads((tmp_path / "small" / "logit_lens.json").read_text())["n_object_tokens"] == 0
     assert len(summary["top_tokens_first_samples"]["0"]["0"][0]) == 3
     assert list(tmp_path.glob("decoded_grid_sample0_stream*.png")) and (tmp_path / "logit_lens_scores.png").is_file()
 
@@ -70,6 +85,8 @@ def test_ffn_memory_cli(prefix_store, tmp_path):
     assert main(["ffn-memory", "--store", str(prefix_store), "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "ffn_memory.json").read_text())
     assert summary["n_prefixes"] == 12 and len(summary["agreement"]) == 2
+    assert summary["intervals"]["agreement"]["n"] == [12, 12] and summary["intervals"]["agreement_random"]["n"] == [100, 100]
+    assert summary["model_predicts_label"] is None  # the fixture keeps no next tokens
     for name in ("key_labels.csv", "label_coherence.csv", "coherent_pairs.md", "value_agreement.png"):
         assert (tmp_path / name).is_file()
 
@@ -77,17 +94,25 @@ def test_ffn_memory_cli(prefix_store, tmp_path):
 def test_norm_attention_cli(attention_store, plain_store, tmp_path, capsys):
     assert main(["norm-attention", "--store", str(attention_store), "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "norm_attention.json").read_text())
-    shares = np.array(summary["norm_share"])  # (kind, layer)
-    np.testing.assert_allclose(shares.sum(axis=0), 1.0, rtol=1e-5)
+    for share in ("norm_share", "weight_share", "token_share"):  # (kind, layer), each a share of the whole row
+        np.testing.assert_allclose(np.array(summary[share]).sum(axis=0), 1.0, rtol=1e-5)
+    image = summary["intervals"]["image"]["norm_share"]
+    assert image["n"] == [3, 3] and all(lo <= e <= hi for lo, e, hi in zip(image["low"], image["estimate"], image["high"],
+                                                                           strict=True))
     assert (tmp_path / "norm_attention_sample0.png").is_file()
     assert main(["norm-attention", "--store", str(plain_store), "--out", str(tmp_path / "x")]) == 2
     assert "--attention-last" in capsys.readouterr().err
 
 
 def test_probing_cli(plain_store, category_text_store, correspondence_store, tmp_path):
-    assert main(["probing", "--store", str(plain_store), "--text-store", str(category_text_store),
+    assert main(["probing", "--store", str(plain_store), "--text-store", str(category_text_store), "--episodes", "10",
                  "--out", str(tmp_path / "p")]) == 0
     summary = json.loads((tmp_path / "p" / "probing.json").read_text())
     assert "linear_probe" in summary and "text_segmentation" in summary
+    probe = summary["linear_probe"]
+    assert probe["labels"] == ["triangle"] and probe["shots"] == 5  # the one synthetic class in 7+ images
+    assert probe["best"]["reported_on"] == "report" and probe["best"]["n"] == 10 and probe["baseline"]["n"] == 10
+    assert summary["text_segmentation"]["best"]["n"] > 0
     assert main(["probing", "--store", str(correspondence_store), "--out", str(tmp_path / "c")]) == 0
-    assert json.loads((tmp_path / "c" / "probing.json").read_text())["paired_choice"]["n_trials"] == 6
+    choice = json.loads((tmp_path / "c" / "probing.json").read_text())["paired_choice"]
+    assert choice["n_trials"] == 6 and choice["best"]["n"] == 3 and choice["best"]["method"].startswith("exact")

@@ -20,11 +20,11 @@ ANALYSES = {
     "token-norms": (["plain_store"], []),
     "variance": (["plain_store"], []),
     "correspondence": (["local_patch_store"], ["--array", "values"]),
-    "clustering": (["plain_store"], ["--k", "4"]),
+    "clustering": (["plain_store"], ["--k", "4", "--saliency", "none"]),
     "logit-lens": (["plain_store"], ["--k", "3"]),
     "ffn-memory": (["prefix_store"], []),
     "norm-attention": (["attention_store"], []),
-    "probing": (["plain_store"], ["--text-store", "category_text_store"]),
+    "probing": (["plain_store"], ["--text-store", "category_text_store", "--episodes", "5"]),
     "cosine": (["plain_store", "captured_store"], ["--labels", "plain,captured"]),
 }
 

@@ -92,8 +92,39 @@ def test_value_agreement_on_a_planted_memory():
     prefixes = pd.DataFrame({"sample": [0, 1, 2], "label": ["cat", "dog", "cat"], "next_token_id": [1, 2, 1],
                              "last": [0, 0, 0]})
     result = value_agreement(keys, prefixes, lens, down_proj, top=1)
-    assert result.agreement.values[0] == pytest.approx(2 / 3)
+    assert result.agreement.values[0] == pytest.approx(2 / 3) and int(result.agreement_n[0]) == 3
     table = key_labels(keys, list(prefixes.label))
     pairs = coherent_pairs(table, pd.DataFrame({"layer": [0], "key": [1], "kind": ["labels"], "cosine": [0.9]}), lens,
                            down_proj, min_prefixes=2, top=1)
     assert list(pairs.key) == ["k1@0"] and pairs.value_top_tokens[0] == [" dog"]
+
+
+def test_random_value_baseline_and_prediction_groups_on_a_planted_memory():
+    """Units 0..3 write cat, dog, x, x. One random unit per layer and draw (as many as the keys per prefix): the
+    expected agreement over the prefixes cat, dog, cat is P(unit 0) 2/3 + P(unit 1) 1/3 = 1/4, and a single draw
+    gives 2/3, 1/3 or 0."""
+    vocabulary = np.array(["x", " cat", " dog"], dtype=object)
+    lens = Lens(np.ones(3, np.float32), 1e-6, np.eye(3, dtype=np.float32), None, vocabulary, np.dtype(np.float32))
+    down_proj = xr.DataArray(np.eye(3, dtype=np.float32)[None][:, :, [1, 2, 0, 0]], dims=("layer", "d_model", "ffn_unit"),
+                             coords={"layer": [0]})
+    keys = xr.DataArray(np.array([[[0]], [[1]], [[1]]]), dims=("prefix", "layer", "rank"), coords={"layer": [0]})
+    prefixes = pd.DataFrame({"sample": [0, 1, 2], "label": ["cat", "dog", "cat"], "next_token_id": [1, 2, 1],
+                             "last": [0, 0, 0], "model_predicts_label": [True, False, True]})
+    result = value_agreement(keys, prefixes, lens, down_proj, top=1, n_draws=4000, seed=1)
+    assert float(result.agreement_random[0]) == pytest.approx(1 / 4, abs=0.02)
+    assert float(result.agreement_random_low[0]) == 0 and float(result.agreement_random_high[0]) == pytest.approx(2 / 3)
+    assert int(result.agreement_random_n[0]) == 4000
+    # the model predicts the label for prefixes 0 (its key writes cat: agrees) and 2 (writes dog: does not)
+    assert float(result.agreement_predicted[0]) == pytest.approx(1 / 2) and int(result.agreement_predicted_n[0]) == 2
+    assert float(result.agreement_unpredicted[0]) == 1.0
+
+
+def test_a_prefix_not_ending_the_sequence_is_refused():
+    """With --tokens image the last stored token is an image token, not the position that predicts the label."""
+    ds = xr.Dataset({"status": ("sample", [1]), "annotation": ("sample", ['{"object": {"label": "cat"}}']),
+                     "n_tokens": ("sample", [3]), "seq_len": ("sample", [9]),
+                     "position": (("sample", "token"), [[2, 3, 4]])})
+    with pytest.raises(ValueError, match="position 4 of a 9-token sequence"):
+        prefix_labels(ds)
+    ds["position"] = (("sample", "token"), [[2, 3, 8]])
+    assert prefix_labels(ds).label.tolist() == ["cat"]

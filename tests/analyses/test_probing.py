@@ -1,4 +1,6 @@
-"""Probing on planted tokens: separable by construction -> mIoU near 1; random tokens -> near chance."""
+"""Probing on planted tokens: separable by construction -> IoU near 1; random tokens -> near chance. The benchmark's
+mIoU (foreground IoU per class, averaged over classes) and the held-out choice of the best head against hand-computed
+values; seeded 5-shot episodes."""
 
 from __future__ import annotations
 
@@ -8,7 +10,19 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from analyses.probing import ChoiceTrial, choice_trials, linear_probe_segmentation, paired_choice, text_segmentation
+from analyses.heads import REPORT, SELECTION
+from analyses.probing import (
+    ChoiceTrial,
+    choice_trials,
+    class_mean_iou,
+    episodes,
+    foreground_miou,
+    held_out_accuracy,
+    held_out_miou,
+    linear_probe_segmentation,
+    paired_choice,
+    text_segmentation,
+)
 from store.schema import ImagePart, SampleStatus, TokenKind
 
 GRID, PIXELS, DIM = 6, 60, 8
@@ -58,11 +72,55 @@ def fake_store(n_samples: int, seed: int = 0, n_images: int = 1, text_tokens: in
 
 def test_planted_linear_probe():
     ds, masks = fake_store(10)
-    result = linear_probe_segmentation(ds, support=[0, 1], query=list(range(2, 10)), truth=lambda s: masks[s])
-    assert result.miou.dims == ("layer", "kv_head")
-    assert float(result.miou.sel(layer=0, kv_head=0)) > 0.99
-    noise = result.miou.values.ravel()[1:]
-    assert (noise < 0.7).all()  # chance: the probe cannot beat guessing on noise
+    tasks = episodes({"thing": list(range(10))}, shots=2, n_episodes=6)
+    result = linear_probe_segmentation(ds, tasks, truth=lambda s, label: masks[s])
+    assert result.intersection.dims == ("episode", "layer", "kv_head") and result.attrs["shots"] == 2
+    miou = foreground_miou(result)
+    assert float(miou.sel(layer=0, kv_head=0)) > 0.99
+    assert (miou.values.ravel()[1:] < 0.7).all()  # chance: the probe cannot beat guessing on noise
+    best = held_out_miou(result)
+    assert (best.layer, best.kv_head) == (0, 0) and best.report.n == 6 and best.report.estimate > 0.99
+
+
+def test_foreground_miou_is_the_mean_over_classes_of_summed_iou():
+    """Two classes: "a" in episodes 0, 1 (4 + 6 pixels right of 5 + 10 in the union), "b" in episode 2 (1 of 4).
+    Pascal-5i's mIoU is (10/15 + 1/4) / 2; the mean of per-episode IoUs or of foreground and background IoU differ."""
+    intersection, union, classes = np.array([4.0, 6.0, 1.0]), np.array([5.0, 10.0, 4.0]), np.array(["a", "a", "b"])
+    assert class_mean_iou(intersection, union, classes) == pytest.approx((10 / 15 + 1 / 4) / 2)
+    counts = xr.Dataset({"intersection": (("episode", "layer", "kv_head"), intersection[:, None, None]),
+                         "union": (("episode", "layer", "kv_head"), union[:, None, None])},
+                        coords={"label": ("episode", classes), "split": ("episode", [SELECTION] * 3),
+                                "layer": [4], "kv_head": [1]})
+    assert float(foreground_miou(counts).sel(layer=4, kv_head=1)) == pytest.approx((10 / 15 + 1 / 4) / 2)
+
+
+def test_the_best_head_is_chosen_on_one_split_and_reported_on_the_other():
+    """Head 0 is better on the selection episodes (IoU 0.9 vs 0.5), head 1 on the report episodes (0.3 vs 0.8):
+    the reported score is head 0's on the report episodes, 0.3, not the maximum 0.8."""
+    iou = np.array([[0.9, 0.5], [0.9, 0.5], [0.3, 0.8], [0.3, 0.8]])  # (episode, head)
+    counts = xr.Dataset({"intersection": (("episode", "layer", "kv_head"), 10 * iou[:, None, :]),
+                         "union": (("episode", "layer", "kv_head"), np.full((4, 1, 2), 10.0))},
+                        coords={"label": ("episode", ["a", "b", "a", "b"]),
+                                "split": ("episode", [SELECTION, SELECTION, REPORT, REPORT]), "layer": [0],
+                                "kv_head": [0, 1]})
+    best = held_out_miou(counts)
+    assert (best.layer, best.kv_head, best.selection_score) == (0, 0, pytest.approx(0.9))
+    assert best.report.estimate == pytest.approx(0.3) and best.report.n == 2
+
+
+def test_episodes_are_seeded_five_shot_and_keep_queries_apart():
+    sets = {"cat": list(range(10)), "dog": list(range(10, 17)), "few": [20, 21, 22]}
+    tasks = episodes(sets, n_episodes=8, seed=3)
+    assert tasks == episodes(sets, n_episodes=8, seed=3) and tasks != episodes(sets, n_episodes=8, seed=4)
+    assert {t.label for t in tasks} == {"cat", "dog"}  # "few" cannot give 5 support images and two queries
+    assert all(len(t.support) == 5 and t.query not in t.support and set(t.support) <= set(sets[t.label])
+               for t in tasks)
+    for label in ("cat", "dog"):
+        chosen = {split: {t.query for t in tasks if t.label == label and t.split == split} for split in (SELECTION, REPORT)}
+        assert chosen[SELECTION] and chosen[REPORT] and not chosen[SELECTION] & chosen[REPORT]
+    assert sum(t.split == SELECTION for t in tasks) == sum(t.split == REPORT for t in tasks) == 8
+    with pytest.raises(ValueError, match="no class has 7 images"):
+        episodes({"few": [1, 2, 3]})
 
 
 def test_text_token_segmentation():
@@ -72,9 +130,10 @@ def test_text_token_segmentation():
     text_values[:, 0, 0, -1] = u_direction  # the class name's final text token points at the foreground
     text_ds = ds.copy()
     text_ds["values"] = (("sample", "layer", "kv_head", "token", "head_dim"), text_values)
-    result = text_segmentation(ds, list(range(6)), text_ds, lambda s: 0, lambda s: masks[s])
-    assert float(result.miou.sel(layer=0, kv_head=0)) > 0.99
-    assert result.miou.values.ravel()[1:].max() < 0.8
+    result = text_segmentation(ds, list(range(6)), text_ds, lambda s: 0, lambda s: masks[s], label="thing")
+    assert float(result.iou.sel(layer=0, kv_head=0)) > 0.99
+    assert result.iou.values.ravel()[1:].max() < 0.8
+    assert result.label.values.tolist() == ["thing"] * 6 and result.sample.values.tolist() == list(range(6))
 
 
 def test_paired_choice():
@@ -86,6 +145,9 @@ def test_paired_choice():
     ds["annotation"] = (("sample",), annotation)
     trials = choice_trials(ds)
     assert trials[0] == ChoiceTrial((0, 0), [(0, 1), (0, 2)], 0)
-    assert (paired_choice(ds, trials).accuracy.values == 1.0).all()
+    result = paired_choice(ds, trials)
+    assert (result.accuracy.values == 1.0).all() and result.attrs["chance"] == 0.5
+    best = held_out_accuracy(result)
+    assert best.report.n == 2 and best.report.estimate == 1.0 and best.report.low == pytest.approx(0.025 ** 0.5)
     with pytest.raises(ValueError, match="no choice trials"):
         paired_choice(ds, [])

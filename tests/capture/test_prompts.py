@@ -143,3 +143,39 @@ def test_prompt_sets(opened, synthetic_root, tmp_path):
         for i in range(3):
             expected = prompt_set_text(prompt_set, i, tokenizer)
             assert str(ds.prompt.values[i]).endswith(f"<image>\n{expected}<|im_end|>\n<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("template, prefix", [("chat", None), ("chat", "A photo."), ("{image}\n{text}", "pets: ")])
+def test_user_text_tokens_are_exactly_the_users_text(opened, noise_image, name, template, prefix):
+    """The text repeats words of the chat template ("user", "assistant"): the span comes from where the template
+    puts the text, not from searching for it."""
+    from capture.samples import prepare_sample
+    from capture.user_text import user_text_span
+
+    model = opened[name]
+    placeholder = model.adapter.image_placeholder(model.processor)
+    text = "user: assistant, describe"
+    try:
+        prompt = build_prompt(model.processor, template, text, 1, prefix, placeholder)
+    except CaptureError:  # chat templates that move images before all text take no prefix
+        pytest.skip(f"{name}'s chat template cannot place a prefix before the image")
+    span = user_text_span(model.processor, prompt, template, text, 1, prefix, placeholder)
+    prepared = prepare_sample(model, prompt, [noise_image(60, 50)], user_text=span)
+    mask = prepared.table.fields["user_text"]
+    ids = prepared.inputs["input_ids"][0].numpy()
+    assert model.processor.tokenizer.decode(ids[mask]) == text
+    assert np.flatnonzero(mask).tolist() == list(range(np.flatnonzero(mask)[0], np.flatnonzero(mask)[-1] + 1))
+    assert user_text_span(model.processor, build_prompt(model.processor, template, "", 1, prefix, placeholder),
+                          template, "", 1, prefix, placeholder) is None
+
+
+def test_captured_stores_mark_the_user_text(opened, synthetic_root, tmp_path):
+    out = tmp_path / "s.zarr"
+    run_capture(CaptureOptions(model="tiny-llava-ov", data_root=synthetic_root, limit=2, out=out, prompt_set="normal",
+                               progress=False))
+    ds = store.reader.open(out)
+    tokenizer = opened["tiny-llava-ov"].processor.tokenizer
+    for sample in range(2):
+        ids = ds.token_id.values[sample][ds.user_text.values[sample]]
+        assert tokenizer.decode(ids) == NORMAL_PROMPTS[sample]
