@@ -63,12 +63,13 @@ def layer_window_conditions(spec: InterventionSpec, chosen: list[tuple[int, int]
     return conditions
 
 
-def control_conditions(spec: InterventionSpec, n_kv_heads: int, draws: int = 10,
-                       seed: int = 0) -> dict[str, InterventionSpec]:
-    """Liu et al.'s two controls, `draws` seeded draws each, named "SPEC control: KIND #d" and reported together
+def control_conditions(spec: InterventionSpec, n_kv_heads: int, draws: int = 10, seed: int = 0,
+                       kinds: tuple[str, ...] = CONTROL_KINDS) -> dict[str, InterventionSpec]:
+    """Liu et al.'s controls (`kinds`), `draws` seeded draws each, named "SPEC control: KIND #d" and reported together
     as "SPEC control: KIND" (`group_of`), each the control of the spec (`control_of`)."""
     conditions = {}
-    for kind_index, kind in enumerate(CONTROL_KINDS):
+    for kind in kinds:
+        kind_index = CONTROL_KINDS.index(kind)
         group = f"{spec.name} control: {kind}"
         for draw in range(draws):
             rng = np.random.default_rng([seed, kind_index, draw])

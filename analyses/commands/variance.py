@@ -65,11 +65,12 @@ def _warn(chosen: variance.Threshold, keys: dict) -> None:
     """Say loudly when the distribution is not bimodal, and when Otsu and the valley disagree."""
     test = chosen.bimodality
     if not test.bimodal:
-        consequence = "NO KEY IS FLAGGED" if chosen.value is None else f"keys split anyway ({chosen.method})"
+        consequence = ("NO KEY IS FLAGGED (force a split with --method valley|otsu or --threshold only if you know "
+                       "why)") if chosen.value is None else \
+            f"keys split anyway at {chosen.value:.3g} ({chosen.method}): a cut through one mode, not two"
         print(f"WARNING: the key variance is not bimodal (Hartigan's dip test: dip {test.dip:.3g}, p = "
               f"{test.p_value:.3g} over {test.n} keys): {consequence}. Liu et al.'s input-agnostic keys are the low "
-              f"mode of a bimodal distribution; force a split with --method valley|otsu or --threshold only if you "
-              f"know why", file=sys.stderr)
+              f"mode of a bimodal distribution", file=sys.stderr)
     elif keys["otsu_and_valley_agree"] is not True:
         print("warning: Otsu's threshold and the histogram valley do not split the keys alike (or there is no "
               "valley)", file=sys.stderr)

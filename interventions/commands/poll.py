@@ -21,7 +21,7 @@ from interventions.spec import NONE, InterventionSpec
 from store.arguments import option
 
 OBJECT_SLOT = "{object}"  # where --question names the object
-ONLY_PRESENT = "none"  # the "negatives" of --neo-selection, which asks about present objects only
+ONLY_PRESENT = "present only"  # the "negatives" of --neo-selection, which asks about present objects only
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,7 +114,7 @@ def with_variants(compared: dict[str, InterventionSpec], options: PollOptions, l
         if name == NONE:
             continue
         if options.controls and spec.knockout and not _whole_layers(spec):
-            drawn = variants.control_conditions(spec, config.num_key_value_heads, options.control_draws, options.seed)
+            drawn = _controls(spec, config.num_key_value_heads, options)
             expanded |= drawn
             controls |= {s.group_of: name for s in drawn.values()}
         expanded |= variants.layer_window_conditions(spec, chosen_windows)
@@ -127,3 +127,14 @@ def _whole_layers(spec: InterventionSpec) -> bool:
     if whole:
         print(f"note: no controls for {spec.name!r}: it blocks whole layers, not (layer, kv_head) units", file=sys.stderr)
     return whole
+
+
+def _controls(spec: InterventionSpec, n_kv_heads: int, options: PollOptions) -> dict[str, InterventionSpec]:
+    """Every control of `spec` that its layer group can supply; one that cannot is left out, said on stderr."""
+    drawn = {}
+    for kind in variants.CONTROL_KINDS:
+        try:
+            drawn |= variants.control_conditions(spec, n_kv_heads, options.control_draws, options.seed, (kind,))
+        except ValueError as error:
+            print(f"note: no {kind} control for {spec.name!r}: {error}", file=sys.stderr)
+    return drawn

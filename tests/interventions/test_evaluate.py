@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -15,6 +16,7 @@ from capture.prompts import build_prompt
 from capture.samples import prepare_sample
 from interventions import evaluate, polling, scores
 from interventions.spec import InterventionSpec, parse_spec
+from store.schema import TokenKind
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -126,3 +128,26 @@ def test_vqa_with_an_answer_prefix(tiny_model, noise_image, tmp_path):
         assert found["chosen"] == chosen and found["correct"] == (chosen == answers[i])
         expected = float(torch.softmax(logits, -1)[ids[["blue", "red"].index(answers[i])]])
         assert found["p_correct"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_register_tokens_in_an_ablation_spec(tiny_model, synthetic_root):
+    """The input-embedding norms are those of the decoder's input (hidden state 0), and a `register` ablation
+    replaces exactly the image tokens whose norm exceeds the sample's mean + 2 std."""
+    loaded = tiny_model("tiny-llava-ov")
+    dataset = open_dataset("synthetic-coco", synthetic_root, None, 1)
+    record = dataset.records[0]
+    prepared = prepare_sample(loaded, build_prompt(loaded.processor, "chat", "Hi", 1),
+                              [load_image(record.image_paths[0])], record.annotation)
+    norms = evaluate.input_norms(loaded, prepared)
+    with torch.inference_mode():
+        hidden = loaded.model(**prepared.inputs, output_hidden_states=True).hidden_states[0][0].double()
+    np.testing.assert_allclose(norms, hidden.norm(dim=-1).numpy(), rtol=1e-6)
+    image = prepared.table.fields["kind"] == TokenKind.IMAGE
+    threshold = norms[image].mean() + 2 * norms[image].std()
+    expected = int((norms[image] > threshold).sum())
+    width = loaded.adapter.text_config(loaded.config).hidden_size
+    spec = parse_spec({"name": "registers", "ablate": [{"tokens": "register", "mean_from": "s.zarr"}]})
+    means = {("s.zarr", "image"): torch.zeros(width)}
+    question = polling.Question(0, record.annotation["objects"][0]["label"], True, ("random",))
+    rows = polling.poll(loaded, dataset, {"none": InterventionSpec(), "registers": spec}, means, questions=[question])
+    assert rows[1]["tokens_touched"] == expected > 0
