@@ -12,9 +12,7 @@ matplotlib.use("Agg")  # files only; before anything imports pyplot
 from analyses.command import chosen_command, command_parser  # noqa: E402
 from capture.errors import CaptureError  # noqa: E402
 from interventions.commands import COMMANDS  # noqa: E402
-from interventions.regions import RegionError  # noqa: E402
 from interventions.spec import SpecError  # noqa: E402
-from interventions.token_sets import TokenSetError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     command = chosen_command(COMMANDS, args.command)
     try:
         written = command.execute(command.options_from(args))
-    except (SpecError, RegionError, TokenSetError, CaptureError, ValueError, FileNotFoundError) as error:
+    except (SpecError, CaptureError, ValueError, FileNotFoundError) as error:  # token-set errors are ValueErrors
         print(f"error: {error}", file=sys.stderr)
         return 2
     for path in written:
