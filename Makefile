@@ -32,18 +32,28 @@ demo: $(VENV)/.installed
 	done
 	$(PY) -m store catalog search model=$(DEMO_MODEL) dataset=synthetic-coco --catalog stores/catalog
 	$(PY) -m analyses token-norms --store $(DEMO_STORE) --out figures/demo/token-norms
-	$(PY) -m analyses variance --store $(DEMO_STORE) --out figures/demo/variance
+	@# the toy's 8 keys are too few for the dip test to find two modes (it warns and, by default, flags nothing):
+	@# the demo forces the valley split to run the knockout loop; the key list records the test's verdict
+	$(PY) -m analyses variance --store $(DEMO_STORE) --method valley --out figures/demo/variance
 	$(PY) -m interventions spec --keys figures/demo/variance/input_agnostic_keys.json --name "input-agnostic keys" \
 		--out figures/demo/interventions/knockout.json
-	@# no --controls: the toy has 2 KV heads per layer and both are flagged in most layers, leaving no control units
-	$(PY) -m interventions poll --model $(DEMO_MODEL) --spec figures/demo/interventions/knockout.json --layer-windows 1 \
-		--out figures/demo/interventions/poll
+	@# POPE's random, popular and adversarial negatives; controls: 10 seeded draws from the whole layer group (the
+	@# input-dependent one is left out when too few unflagged units remain); Neo et al.'s windows scaled to 4 layers
+	$(PY) -m interventions poll --model $(DEMO_MODEL) --spec figures/demo/interventions/knockout.json --controls \
+		--layer-windows neo --out figures/demo/interventions/poll
 	printf '{"name": "ablate object tokens", "ablate": [{"tokens": "object", "mean_from": "%s"}]}' \
 		$(abspath $(DEMO_STORE)) > figures/demo/interventions/ablate-object.json
-	printf '{"name": "ablate as many random tokens", "ablate": [{"tokens": "random:object", "mean_from": "%s"}]}' \
-		$(abspath $(DEMO_STORE)) > figures/demo/interventions/ablate-random.json
+	printf '{"name": "ablate as many random tokens", "ablate": [{"tokens": "random:object", "mean_from": "%s"}], %s}' \
+		$(abspath $(DEMO_STORE)) '"control_of": "ablate object tokens"' > figures/demo/interventions/ablate-random.json
 	$(PY) -m interventions poll --model $(DEMO_MODEL) --spec figures/demo/interventions/ablate-object.json \
 		--spec figures/demo/interventions/ablate-random.json --out figures/demo/interventions/poll-ablation
+	@# Neo et al.'s three blocking scenarios by layer window, on single-instance objects that pass their
+	@# hallucination control (the toy's shapes are larger than their 1,000-2,000 px², hence --object-area)
+	$(PY) -m interventions scenarios --out figures/demo/interventions/scenarios
+	$(PY) -m interventions poll --model $(DEMO_MODEL) --spec figures/demo/interventions/scenarios/block-object1-to-last.json \
+		--spec figures/demo/interventions/scenarios/block-non-object-to-last.json \
+		--spec figures/demo/interventions/scenarios/block-non-last-row-to-last-row.json --neo-selection \
+		--object-area 0,1000000 --hallucination-control --layer-windows neo --out figures/demo/interventions/poll-scenarios
 	$(PY) -m interventions describe --model $(DEMO_MODEL) --spec figures/demo/interventions/knockout.json --max-new-tokens 12 \
 		--out figures/demo/interventions/describe
 	$(PY) -m interventions loss --model $(DEMO_MODEL) --keep 0,8,32,64,all --out figures/demo/interventions/loss

@@ -33,8 +33,13 @@ def variance_histogram(variance: xr.DataArray, threshold: dict, bins: int = 30) 
     """Distribution of per-(layer, head) key variance with the chosen threshold (Liu et al. Fig. 14)."""
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.hist(variance.values.ravel(), bins=bins, color="#4c72b0", edgecolor="white")
-    label = f"threshold {threshold['value']:.3g} ({threshold['method']})"
-    axis.axvline(threshold["value"], color="black", linestyle="--", label=label)
+    if threshold["value"] is None:  # nothing flagged: the dip test found no second mode
+        axis.plot([], [], " ", label=f"no threshold ({threshold['method']})")
+    else:
+        axis.axvline(threshold["value"], color="black", linestyle="--",
+                     label=f"threshold {threshold['value']:.3g} ({threshold['method']})")
+    if "bimodality" in threshold:
+        axis.plot([], [], " ", label=f"dip test p = {threshold['bimodality']['p_value']:.3g}")
     if threshold.get("valley") is not None and threshold["method"] != "valley":
         axis.axvline(threshold["valley"], color="#dd8452", linestyle=":", label=f"valley {threshold['valley']:.3g}")
     axis.set(xlabel="L2 variance of image keys across samples", ylabel="keys (layer, KV head)",

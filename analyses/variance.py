@@ -2,9 +2,15 @@
 
 For every (layer, KV head), the L2 variance of its image key tokens across samples at matching token
 positions (sum over head_dim of the per-dimension variance, averaged over positions), computed out of
-core by dask. The distribution over (layer, head) is bimodal; keys below the threshold between the modes
-are input-agnostic. Positions match by (image part, grid row, grid col) within image 0: by default the
-base view, which every family lays out at the same sequence positions for a given prompt.
+core by dask. Liu et al. find the distribution over (layer, head) bimodal and put the threshold in the
+valley between the modes; keys below it are input-agnostic. Here Hartigan's dip test (the `diptest`
+package) decides first whether the distribution is bimodal at all: if it is not, no key is flagged by
+default (Otsu's split or a valley would still cut a unimodal distribution in two).
+
+Positions match by (image part, grid row, grid col) within image 0: by default the base view, which every
+family lays out at the same sequence positions for a given prompt. Post-RoPE keys (`keys`) of one cell at
+different sequence positions in different samples carry different rotations, which would add to their
+variance: `key_variance` refuses them (use `keys_prerope`).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import dask.array as da
+import diptest
 import numpy as np
 import xarray as xr
 from scipy import ndimage
@@ -23,21 +30,28 @@ from store.schema import (
     IMAGE_INDEX,
     IMAGE_PART,
     KEYS,
+    KEYS_PREROPE,
     KIND,
     KV_HEAD,
     LAYER,
+    POSITION,
     SAMPLE,
     TOKEN,
     ImagePart,
     TokenKind,
 )
 
-THRESHOLD_METHODS = ("otsu", "valley")
+AUTO = "auto"  # the valley when the dip test finds the distribution bimodal, else no threshold
+THRESHOLD_METHODS = (AUTO, "valley", "otsu")
+DIP_ALPHA = 0.05  # bimodal when Hartigan's dip test rejects unimodality at this level
 # Liu et al. group LLaVA-OneVision-7B's 28 layers as 8 early, 10 middle, 10 late.
 PAPER_GROUP_FRACTIONS = (8 / 28, 10 / 28)
 # The key list (`input_agnostic_keys`, written as input_agnostic_keys.json and read by interventions.spec):
 FLAGGED_BY_GROUP = KEYS  # {group: [{layer, kv_head, variance}, ...]}
 ALL_FLAGGED = "all"  # [[layer, kv_head], ...] of every group
+LAYER_GROUPS = "layer_groups"  # {group: [layer, ...]}: the layers each group holds, flagged or not
+MEASURED_PART = "part"  # the image tokens whose variance was measured: base, grid or all (image 0, no newlines)
+PART_NAMES = {ImagePart.BASE: "base", ImagePart.GRID: "grid", None: "all"}
 
 
 def matched_positions(ds: xr.Dataset, part: ImagePart | None = ImagePart.BASE) -> tuple[np.ndarray, np.ndarray, list]:
@@ -69,13 +83,31 @@ def matched_positions(ds: xr.Dataset, part: ImagePart | None = ImagePart.BASE) -
     return samples, positions, cells
 
 
-def key_variance(ds: xr.Dataset, array: str = KEYS, part: ImagePart | None = ImagePart.BASE) -> xr.DataArray:
+def rotation_mismatch(ds: xr.Dataset, samples: np.ndarray, positions: np.ndarray) -> int:
+    """How many matched cells sit at different sequence positions (the token table's `position`) in different
+    samples: their post-RoPE keys are rotated by different angles."""
+    sequence = ds[POSITION].isel(sample=xr.DataArray(samples, dims=SAMPLE),
+                                 token=xr.DataArray(positions, dims=(SAMPLE, "cell"))).values
+    return int((sequence != sequence[0]).any(axis=0).sum())
+
+
+def key_variance(ds: xr.Dataset, array: str = KEYS, part: ImagePart | None = ImagePart.BASE,
+                 allow_rotated: bool = False) -> xr.DataArray:
     """L2 variance across samples of each (layer, kv_head)'s image keys: (layer, kv_head) float64, lazy.
 
     Variance per dimension across samples at each matched position, summed over head_dim, then averaged
-    over positions. `array` may be `keys` (post-RoPE, as cached), `keys_prerope` or `values`.
+    over positions. `array` may be `keys` (post-RoPE, as cached), `keys_prerope` or `values`. Post-RoPE keys
+    whose cells sit at different sequence positions in different samples are refused unless `allow_rotated`
+    (e.g. families whose rotary positions follow the image grid rather than the sequence).
     """
     samples, positions, _ = matched_positions(ds, part)
+    if array == KEYS and not allow_rotated:
+        mismatched = rotation_mismatch(ds, samples, positions)
+        if mismatched:
+            raise ValueError(
+                f"{mismatched} of {positions.shape[1]} matched image cells sit at different sequence positions in "
+                f"different samples, so their post-RoPE keys differ by rotation as well as content: capture with "
+                f"--keys-prerope and measure --array {KEYS_PREROPE} (or --part base with prompts of one length)")
     data = as_units(ds[array])
     if (positions == positions[0]).all():  # same layout everywhere: orthogonal indexing, cheaper than pointwise
         first = positions[0]
@@ -91,7 +123,7 @@ def key_variance(ds: xr.Dataset, array: str = KEYS, part: ImagePart | None = Ima
     per_position = xr.DataArray(sums[1] / n - (sums[0] / n) ** 2, dims=tokens.dims[1:],
                                 coords={d: tokens.coords[d] for d in (LAYER, KV_HEAD) if d in tokens.coords})
     return per_position.sum(FEATURE).mean(TOKEN).rename("key_variance").assign_attrs(
-        array=array, n_samples=len(samples), n_positions=positions.shape[1])
+        array=array, n_samples=len(samples), n_positions=positions.shape[1], **{MEASURED_PART: PART_NAMES[part]})
 
 
 SAMPLES_PER_FLOAT32_SUM = 64
@@ -105,7 +137,8 @@ def _shifted_sums(vectors: da.Array | np.ndarray) -> da.Array:
     differences (exact in float32) are summed in float32 over at most 64 samples, then in float64: half the
     memory traffic of float64 throughout, within 1e-6 of it.
     """
-    vectors = vectors if isinstance(vectors, da.Array) else da.from_array(vectors, chunks=(SAMPLES_PER_FLOAT32_SUM, -1))
+    if not isinstance(vectors, da.Array):  # in-memory data: blocks of samples, whole along every other axis
+        vectors = da.from_array(vectors, chunks=(SAMPLES_PER_FLOAT32_SUM,) + (-1,) * (vectors.ndim - 1))
     work = np.float32 if vectors.dtype.itemsize <= 2 else np.float64
     shift = vectors[0].astype(work)
     per_block = da.map_blocks(_block_sums, vectors, shift, work=work, dtype=np.float64,
@@ -126,29 +159,62 @@ def _block_sums(block: np.ndarray, shift: np.ndarray, work: type) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Bimodality:
+    """Hartigan's dip test of the variance distribution: the dip statistic, its p-value against unimodality
+    (interpolated from the tabulated critical values) and the verdict at DIP_ALPHA."""
+
+    dip: float
+    p_value: float
+    n: int
+
+    @property
+    def bimodal(self) -> bool:
+        return self.p_value < DIP_ALPHA
+
+    def as_dict(self) -> dict:
+        return {"test": "Hartigan's dip test", "dip": self.dip, "p_value": self.p_value, "n": self.n,
+                "alpha": DIP_ALPHA, "bimodal": self.bimodal}
+
+
+def bimodality(values: np.ndarray) -> Bimodality:
+    """Hartigan's dip test of `values` (any shape, flattened)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    dip, p_value = diptest.diptest(values)
+    return Bimodality(float(dip), float(p_value), len(values))
+
+
+@dataclass(frozen=True)
 class Threshold:
-    value: float
+    """The variance below which keys are flagged; `value` None flags nothing (the automatic choice on a
+    distribution the dip test does not find bimodal)."""
+
+    value: float | None
     method: str
     otsu: float
     valley: float | None
+    bimodality: Bimodality
 
     def as_dict(self) -> dict:
-        return {"value": self.value, "method": self.method, "otsu": self.otsu, "valley": self.valley}
+        return {"value": self.value, "method": self.method, "otsu": self.otsu, "valley": self.valley,
+                "bimodality": self.bimodality.as_dict()}
 
 
-def choose_threshold(variance: np.ndarray, method: str = "otsu", value: float | None = None, bins: int = 30) -> Threshold:
-    """The bimodal split of the variance distribution: Otsu's threshold, the histogram valley (lowest
-    smoothed bin between the two highest peaks) as a cross-check, or a user `value`."""
+def choose_threshold(variance: np.ndarray, method: str = AUTO, value: float | None = None, bins: int = 30) -> Threshold:
+    """The split of the variance distribution. `auto`: the histogram valley (lowest smoothed bin between the
+    two highest peaks, Liu et al.'s choice) when the dip test finds the distribution bimodal, Otsu's threshold
+    when it is bimodal but the histogram shows no valley, and no threshold when it is not bimodal. `valley` or
+    `otsu` force that split (the valley falls back to Otsu without one); a user `value` overrides all."""
     values = np.asarray(variance, dtype=np.float64).ravel()
     if method not in THRESHOLD_METHODS:
         raise ValueError(f"unknown threshold method {method!r} (choose from {', '.join(THRESHOLD_METHODS)})")
-    otsu = otsu_threshold(values)
-    valley = histogram_valley(values, bins)
+    otsu, valley, test = otsu_threshold(values), histogram_valley(values, bins), bimodality(values)
     if value is not None:
-        return Threshold(float(value), "user", otsu, valley)
-    if method == "valley" and valley is not None:
-        return Threshold(valley, "valley", otsu, valley)
-    return Threshold(otsu, "otsu", otsu, valley)
+        return Threshold(float(value), "user", otsu, valley, test)
+    if method == AUTO and not test.bimodal:
+        return Threshold(None, "none: not bimodal", otsu, valley, test)
+    if method in (AUTO, "valley") and valley is not None:
+        return Threshold(valley, "valley", otsu, valley, test)
+    return Threshold(otsu, "otsu", otsu, valley, test)
 
 
 def otsu_threshold(values: np.ndarray) -> float:
@@ -203,14 +269,14 @@ def layer_groups(layers: list[int], boundaries: tuple[int, int] | None = None) -
 
 def input_agnostic_keys(variance: xr.DataArray, threshold: Threshold,
                         groups: dict[str, list[int]] | None = None) -> dict:
-    """The (layer, kv_head) keys below the threshold, grouped early / middle / late: a JSON-able dict that an
-    intervention can consume (see FLAGGED_BY_GROUP and ALL_FLAGGED)."""
+    """The (layer, kv_head) keys below the threshold (none when its value is None), grouped early / middle /
+    late: a JSON-able dict that an intervention can consume (see FLAGGED_BY_GROUP and ALL_FLAGGED)."""
     groups = groups or layer_groups([int(v) for v in variance.layer.values])
     flagged = {name: [] for name in groups}
     for layer in variance.layer.values:
         for head in variance.kv_head.values:
             value = float(variance.sel(layer=layer, kv_head=head))
-            if value < threshold.value:
+            if threshold.value is not None and value < threshold.value:
                 group = next(name for name, members in groups.items() if int(layer) in members)
                 flagged[group].append({LAYER: int(layer), KV_HEAD: int(head), "variance": value})
     values = variance.values.ravel()
@@ -221,8 +287,9 @@ def input_agnostic_keys(variance: xr.DataArray, threshold: Threshold,
         "threshold": threshold.as_dict(),
         "otsu_and_valley_agree": cross_check,
         "array": variance.attrs.get("array"),
+        MEASURED_PART: variance.attrs.get(MEASURED_PART),
         "n_samples": variance.attrs.get("n_samples"),
-        "layer_groups": groups,
+        LAYER_GROUPS: groups,
         "counts": {name: len(keys) for name, keys in flagged.items()},
         FLAGGED_BY_GROUP: flagged,
         ALL_FLAGGED: [[k[LAYER], k[KV_HEAD]] for name in groups for k in flagged[name]],

@@ -21,9 +21,10 @@ class Intervention(Protocol):
     def record(self) -> dict[str, Any]:
         """What the capture config records of it."""
 
-    def plan(self, table: TokenTable, annotation: dict[str, Any], image_sizes: list[tuple[int, int]]
-             ) -> tuple[Any, TokenTable]:
-        """Its plan for one sample, and the token table of the sequence the model will then see."""
+    def plan(self, table: TokenTable, annotation: dict[str, Any], image_sizes: list[tuple[int, int]],
+             sample_id: str) -> tuple[Any, TokenTable]:
+        """Its plan for one sample (`sample_id` seeds its random choices), and the token table of the sequence the
+        model will then see."""
 
     def applied(self, model: LoadedModel, plan: Any) -> AbstractContextManager[None]:
         """A context in which `model`'s forward passes run with `plan` applied."""

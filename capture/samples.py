@@ -99,7 +99,7 @@ def prepare_record(model: ModelFrontEnd, dataset: Dataset, index: int, options: 
     prepared = prepare_sample(model, prompt, images, annotation, user_text)
     plan = None
     if intervention is not None:  # the model then sees the (possibly truncated) sequence of the returned table
-        plan, table = intervention.plan(prepared.table, record.annotation, prepared.image_sizes)
+        plan, table = intervention.plan(prepared.table, record.annotation, prepared.image_sizes, record.sample_id)
         prepared = replace(prepared, table=table)
     kind = prepared.table.fields[schema.KIND]
     positions = select_positions(kind, token_sets)

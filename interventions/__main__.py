@@ -1,4 +1,4 @@
-"""`python -m interventions spec|poll|vqa|describe|loss`: intervention specs from analysis results, and evaluations with
+"""`python -m interventions spec|scenarios|poll|vqa|describe|loss`: intervention specs from analysis results, and evaluations with
 and without them (results as CSV / JSON and figures in --out)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     command = chosen_command(COMMANDS, args.command)
     try:
         written = command.execute(command.options_from(args))
-    except (SpecError, CaptureError, ValueError, FileNotFoundError) as error:
+    except (SpecError, CaptureError, ValueError, FileNotFoundError) as error:  # token-set errors are ValueErrors
         print(f"error: {error}", file=sys.stderr)
         return 2
     for path in written:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from interventions import token_sets
+from interventions import regions, token_sets
 from interventions.spec import InterventionSpec
 from store.token_table import TokenTable
 
@@ -43,33 +43,48 @@ class SamplePlan:
     kept: np.ndarray | None = None  # positions of the original sequence that stay; None: all
     blocked: dict[int, list[Blocked]] = field(default_factory=dict)  # layer -> entries
     ablated: list[tuple[np.ndarray, torch.Tensor]] = field(default_factory=list)  # (positions, mean vector)
+    n_tokens: int = 0  # distinct positions whose keys are blocked or whose embeddings are replaced
+    object_region: str | None = None  # what the object sets were built from (regions.Region.source), if any
 
     @property
     def empty(self) -> bool:
         return self.kept is None and not self.blocked and not self.ablated
 
 
-def plan_sample(spec: InterventionSpec, table: TokenTable, annotation: dict[str, Any],
-                image_sizes: list[tuple[int, int]], means: dict[tuple[str, str], torch.Tensor] | None = None,
-                label: str | None = None) -> tuple[SamplePlan, TokenTable]:
+def plan_sample(spec: InterventionSpec, sample: token_sets.Sample,
+                means: dict[tuple[str, str], torch.Tensor] | None = None) -> tuple[SamplePlan, TokenTable]:
     """Resolve `spec` for one sequence. Returns the plan and the token table of the sequence the model will see
     (shorter when image tokens are truncated). `means`: (store, token set) -> mean embedding, for ablations."""
-    plan = SamplePlan()
+    plan = SamplePlan(object_region=_region_source(spec, sample))
+    rules = token_sets.Rules(spec.object_region, spec.seed, spec.draw)
     if spec.keep_image_tokens is not None:
-        plan.kept = token_sets.kept_positions(table, spec.keep_image_tokens)
-        table = table.select(plan.kept)
+        plan.kept = token_sets.kept_positions(sample.table, spec.keep_image_tokens)
+        sample = sample.select(plan.kept)
+    touched: list[np.ndarray] = []
     for knockout in spec.knockout:
-        queries = token_sets.resolve(knockout.queries, table, annotation, image_sizes, label)
-        keys = token_sets.resolve(knockout.keys, table, annotation, image_sizes, label)
+        queries = token_sets.resolve(knockout.queries, sample, rules)
+        keys = token_sets.resolve(knockout.keys, sample, rules)
         if not len(queries) or not len(keys):
             continue
+        touched.append(keys)
         for layer, kv_head in knockout.units:
             plan.blocked.setdefault(layer, []).append(Blocked(kv_head, queries, keys))
     for ablation in spec.ablate:
-        positions = token_sets.resolve(ablation.tokens, table, annotation, image_sizes, label)
+        positions = token_sets.resolve(ablation.tokens, sample, rules)
         if len(positions):
+            touched.append(positions)
             plan.ablated.append((positions, (means or {})[(str(ablation.mean_from), ablation.mean_over)]))
-    return plan, table
+    plan.n_tokens = len(np.unique(np.concatenate(touched))) if touched else 0
+    return plan, sample.table
+
+
+def _region_source(spec: InterventionSpec, sample: token_sets.Sample) -> str | None:
+    """What the spec's object token sets are built from for this sample (None when it names none or the label
+    has no instance)."""
+    if not any("object" in name for name in spec.token_sets()) or not sample.image_sizes:
+        return None
+    region = regions.object_region(sample.annotation, sample.label, sample.image_sizes[0], spec.object_region)
+    return None if region is None else region.source
 
 
 def knockout_mask(base: torch.Tensor | None, blocked: list[Blocked], batch: int, length: int, n_heads: int,

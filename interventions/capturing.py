@@ -16,7 +16,9 @@ from capture.run import run_capture
 from capture.summary import CaptureSummary
 from interventions.apply import SamplePlan, intervened, plan_sample
 from interventions.means import ablation_means
-from interventions.spec import InterventionSpec, SpecError, load_spec
+from interventions.regions import RegionError
+from interventions.spec import InterventionSpec, SpecError, bind_layers, load_spec
+from interventions.token_sets import Sample, TokenSetError
 from store.token_table import TokenTable
 
 
@@ -29,9 +31,12 @@ class SpecIntervention:
     def record(self) -> dict[str, Any]:
         return self.spec.as_dict()
 
-    def plan(self, table: TokenTable, annotation: dict[str, Any], image_sizes: list[tuple[int, int]]
-             ) -> tuple[SamplePlan, TokenTable]:
-        return plan_sample(self.spec, table, annotation, image_sizes, self.means)
+    def plan(self, table: TokenTable, annotation: dict[str, Any], image_sizes: list[tuple[int, int]],
+             sample_id: str) -> tuple[SamplePlan, TokenTable]:
+        try:
+            return plan_sample(self.spec, Sample(table, annotation, image_sizes, sample_id=sample_id), self.means)
+        except (RegionError, TokenSetError) as error:
+            raise CaptureError(f"sample {sample_id}: {error}") from None
 
     def applied(self, model: LoadedModel, plan: SamplePlan) -> AbstractContextManager[None]:
         return intervened(model.adapter, model.model, plan)
@@ -40,12 +45,16 @@ class SpecIntervention:
 def load_spec_intervention(model: LoadedModel, options: CaptureOptions) -> SpecIntervention:
     """The spec file of `options.intervention`, checked before any weight is loaded (CaptureError, one line)."""
     try:
-        spec = load_spec(Path(options.intervention))
+        spec = bind_layers(load_spec(Path(options.intervention)),
+                           model.adapter.text_config(model.config).num_hidden_layers)
         means = ablation_means([spec], model)
     except SpecError as error:
         raise CaptureError(str(error)) from None
     if spec.knockout and options.attention_last:
         raise CaptureError("--attention-last recomputes attention rows without the knockout mask: drop one of them")
+    if spec.needs_norms:
+        raise CaptureError("the register token set needs each sample's input-embedding norms, which a capture does "
+                           "not compute before its forward pass: use it in poll, vqa or describe")
     return SpecIntervention(spec, means)
 
 

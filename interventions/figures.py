@@ -1,52 +1,74 @@
-"""Figures of intervention results."""
+"""Figures of intervention results: every estimate drawn with its 95% interval."""
 
 from __future__ import annotations
 
 import re
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+WINDOW = re.compile(r" layers (\d+)-(\d+)$")
+
+
+def _error(table: pd.DataFrame, name: str) -> np.ndarray:
+    """(2, n) distances from each estimate to its interval's ends, for `errorbar` / `bar` (0 where unknown)."""
+    estimate = table[name].astype(float)
+    low = (estimate - table[f"{name}_low"].astype(float)).fillna(0).clip(lower=0)
+    high = (table[f"{name}_high"].astype(float) - estimate).fillna(0).clip(lower=0)
+    return np.vstack([low.to_numpy(), high.to_numpy()])
+
 
 def polling_bars(scores: list[dict]) -> Figure:
-    """F1 and yes-ratio per condition."""
+    """F1 per condition, one bar per POPE setting, with 95% intervals over images (controls: mean over draws)."""
     table = pd.DataFrame(scores)
-    figure, axis = plt.subplots(figsize=(max(5.0, 1.1 * len(table) + 2), 4))
-    positions = range(len(table))
-    axis.bar([p - 0.2 for p in positions], table["f1"], width=0.4, label="F1")
-    axis.bar([p + 0.2 for p in positions], table["yes_ratio"], width=0.4, label="yes ratio", alpha=0.6)
-    axis.set_xticks(list(positions), table["condition"], rotation=30, ha="right", fontsize=8)
-    axis.set_ylabel("%")
+    conditions = list(dict.fromkeys(table["condition"]))
+    settings = list(dict.fromkeys(table["negatives"]))
+    figure, axis = plt.subplots(figsize=(max(5.0, 1.2 * len(conditions) + 2), 4.2))
+    width = 0.8 / len(settings)
+    for i, setting in enumerate(settings):
+        mine = table[table["negatives"] == setting].set_index("condition").reindex(conditions)
+        positions = np.arange(len(conditions)) + (i - (len(settings) - 1) / 2) * width
+        axis.bar(positions, mine["f1"], width=width, yerr=_error(mine, "f1"), capsize=3, label=f"{setting} negatives")
+    axis.set_xticks(range(len(conditions)), conditions, rotation=30, ha="right", fontsize=8)
+    axis.set_ylabel("F1 (%), 95% interval over images")
     axis.set_ylim(0, 100)
-    axis.set_title("Object polling with and without interventions")
-    axis.legend()
-    figure.tight_layout()
-    return figure
-
-
-def window_effect(scores: list[dict]) -> Figure:
-    """Change in F1 against the unintervened model, per knocked-out layer window."""
-    rows = [(s["condition"], s["f1_change"]) for s in scores if re.search(r" layers \d+-\d+$", s["condition"])]
-    figure, axis = plt.subplots(figsize=(6.5, 4))
-    for spec in dict.fromkeys(re.sub(r" layers \d+-\d+$", "", name) for name, _ in rows):
-        mine = [(name.rsplit(" layers ", 1)[1], change) for name, change in rows if name.startswith(spec + " layers ")]
-        axis.plot([w for w, _ in mine], [c for _, c in mine], marker="o", label=spec)
-    axis.axhline(0, color="grey", linewidth=0.8)
-    axis.set_xlabel("knocked-out layers")
-    axis.set_ylabel("F1 change (points)")
-    axis.set_title("Effect of the knockout by layer window")
+    axis.set_title(f"Object polling (n = {int(table['n_images'].max())} images)")
     axis.legend(fontsize=8)
     figure.tight_layout()
     return figure
 
 
+def window_effect(scores: list[dict]) -> Figure:
+    """Per knocked-out layer window: the F1 change against the unintervened model and Neo et al.'s drop in the
+    probability of the correct answer, with paired 95% intervals over images."""
+    table = pd.DataFrame(scores)
+    windowed = table["condition"].map(lambda name: WINDOW.search(name) is not None)
+    table = table[windowed & (table["negatives"] == table["negatives"].iloc[0])]
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for spec in dict.fromkeys(WINDOW.sub("", name) for name in table["condition"]):
+        mine = table[table["condition"].map(lambda name, spec=spec: WINDOW.sub("", name) == spec)]
+        labels = [WINDOW.search(name).group(0).removeprefix(" layers ") for name in mine["condition"]]
+        for axis, name in zip(axes, ("f1_change", "p_correct_drop"), strict=True):
+            axis.errorbar(range(len(labels)), mine[name].astype(float), yerr=_error(mine, name), marker="o",
+                          capsize=3, label=spec)
+            axis.set_xticks(range(len(labels)), labels)
+    for axis, label in zip(axes, ("F1 change (points)", "drop in p(correct answer) (points)"), strict=True):
+        axis.axhline(0, color="grey", linewidth=0.8)
+        axis.set(xlabel="knocked-out layers", ylabel=label)
+        axis.legend(fontsize=8)
+    figure.suptitle("Effect of the knockout by layer window (95% intervals, paired over images)")
+    figure.tight_layout()
+    return figure
+
+
 def loss_curve(table: pd.DataFrame) -> Figure:
-    """Mean caption loss (with its std) against the number of image tokens kept."""
+    """Mean caption loss with its 95% interval over images against the number of image tokens kept."""
     figure, axis = plt.subplots(figsize=(6.5, 4))
-    axis.errorbar(table["kept_image_tokens"], table["mean"], yerr=table["std"].fillna(0), marker="o", capsize=3)
+    axis.errorbar(table["kept_image_tokens"], table["loss"], yerr=_error(table, "loss"), marker="o", capsize=3)
     axis.set_xlabel("image tokens kept (first n)")
     axis.set_ylabel("caption loss (nats / token)")
-    axis.set_title("Caption loss vs kept image tokens")
+    axis.set_title(f"Caption loss vs kept image tokens (n = {int(table['n'].max())} images, 95% interval)")
     figure.tight_layout()
     return figure

@@ -41,6 +41,8 @@ EXEMPT: dict[str, tuple[set[str], str]] = {
     "analyses/variance.py": ({"all"}, "the key list's field of every flagged key"),
     "analyses/ffn_memory.py": ({"kind", "last"}, "columns of label_coherence.csv and of the prefixes table"),
     "interventions/evaluate.py": ({"all"}, "`--keep all`: every image token kept"),
+    "interventions/spec.py": ({"all", "provenance"}, "a spec's `\"layers\": \"all\"` (every decoder layer) and its "
+                              "free-form `provenance` field"),
 }
 
 

@@ -55,6 +55,10 @@ def open_coco(root: Path, split: str, limit: int | None = None, name: str = "coc
 
 
 def _object(annotation: dict, label: str) -> dict:
-    """One instance: COCO's x, y, w, h box as pixel corners x1, y1, x2, y2."""
+    """One instance: COCO's x, y, w, h box as pixel corners x1, y1, x2, y2, and its segmentation (polygons or RLE)
+    where it has one, so that object tokens can follow the mask."""
     x, y, w, h = annotation["bbox"]
-    return {"id": annotation["id"], "label": label, "box": [x, y, x + w, y + h], "iscrowd": annotation.get("iscrowd", 0)}
+    obj = {"id": annotation["id"], "label": label, "box": [x, y, x + w, y + h], "iscrowd": annotation.get("iscrowd", 0)}
+    if annotation.get("segmentation"):
+        obj["segmentation"] = annotation["segmentation"]
+    return obj

@@ -7,9 +7,10 @@ from analyses.command import Command
 from interventions.commands.describe import Describe
 from interventions.commands.loss import Loss
 from interventions.commands.poll import Poll
+from interventions.commands.scenarios import Scenarios
 from interventions.commands.spec import Spec
 from interventions.commands.vqa import Vqa
 
-COMMANDS: list[Command] = [Spec(), Poll(), Vqa(), Describe(), Loss()]
+COMMANDS: list[Command] = [Spec(), Scenarios(), Poll(), Vqa(), Describe(), Loss()]
 
-__all__ = ["COMMANDS", "Describe", "Loss", "Poll", "Spec", "Vqa"]
+__all__ = ["COMMANDS", "Describe", "Loss", "Poll", "Scenarios", "Spec", "Vqa"]

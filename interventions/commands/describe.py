@@ -1,4 +1,5 @@
-"""`describe`: generated descriptions, with the objects they name and the absent objects they name."""
+"""`describe`: generated descriptions, with the objects they name and the absent objects they name; against the
+unintervened model, the share of named objects no longer named (Neo et al.'s generative decrease)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from dataclasses import dataclass
 
 from analyses.command import Command
 from analyses.output import Output
-from interventions import evaluate
+from interventions import evaluate, scores
 from interventions.commands.options import ConditionOptions
-from interventions.commands.results import conditions, load, write_results
+from interventions.commands.results import conditions, for_model, load, write_results
 from interventions.means import ablation_means
 from store.arguments import option
 
@@ -28,8 +29,18 @@ class Describe(Command):
     Options = DescribeOptions
 
     def run(self, options: DescribeOptions, output: Output) -> None:
-        compared = conditions(options.spec)
+        compared = conditions(options.spec, options.seed)
         loaded, dataset = load(options)
+        compared = for_model(compared, loaded)
         rows = evaluate.describe(loaded, dataset, compared, options.instruction, options.max_new_tokens,
                                  ablation_means(list(compared.values()), loaded))
-        write_results(options, output, "describe", rows, evaluate.rate_scores(rows, RATES), compared)
+        table = scores.rate_scores(rows, RATES)
+        lost = {row["condition"]: row for row in scores.lost_rate(rows, named)}
+        for score in table:
+            score |= {f"named_{k}": v for k, v in lost.get(score["condition"], {}).items() if k != "condition"}
+        write_results(options, output, "describe", rows, table, compared)
+
+
+def named(row: dict) -> set[str]:
+    """The image's object labels a description names."""
+    return {label for label in row["named"].split(";") if label}

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from analyses import intervals
 from analyses.command import Command
 from analyses.output import Output, markdown_table
 from interventions import evaluate, figures
@@ -37,7 +38,11 @@ class Loss(Command):
 
 
 def loss_table(rows: list[dict]) -> pd.DataFrame:
-    """Per `keep` value, in --keep order: the mean number of image tokens kept, and the loss's mean, std and count."""
-    return pd.DataFrame(rows).groupby("keep", sort=False).agg(
-        kept_image_tokens=("kept_image_tokens", "mean"), mean=("loss", "mean"), std=("loss", "std"),
-        count=("loss", "count")).reset_index()
+    """Per `keep` value, in --keep order: the mean number of image tokens kept, the mean loss with its 95%
+    bootstrap interval over images (one caption each), its std and n."""
+    table = []
+    for keep, mine in pd.DataFrame(rows).groupby("keep", sort=False):
+        loss = intervals.bootstrap_mean(mine["loss"].to_numpy())
+        table.append({"keep": keep, "kept_image_tokens": mine["kept_image_tokens"].mean(), "loss": loss.estimate,
+                      "loss_low": loss.low, "loss_high": loss.high, "std": mine["loss"].std(), "n": loss.n})
+    return pd.DataFrame(table)

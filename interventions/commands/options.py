@@ -34,3 +34,5 @@ class ConditionOptions(ModelOptions):
     """A model run with and without each intervention spec."""
 
     spec: tuple[Path, ...] = option((), repeat=True, help="intervention spec (repeatable)")
+    seed: int = option(0, help="the run's seed: random token sets (with each sample id), absent objects, control "
+                               "units and draws")

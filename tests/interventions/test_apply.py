@@ -11,7 +11,7 @@ from capture.prompts import build_prompt
 from capture.samples import prepare_sample
 from interventions import token_sets
 from interventions.apply import Blocked, intervened, knockout_mask, plan_sample
-from interventions.evaluate import forward_logits
+from interventions.evaluate import forward_logits, sample_of
 from interventions.spec import InterventionSpec, parse_spec
 from store.schema import TokenKind
 
@@ -51,7 +51,7 @@ def test_knocking_out_image_keys_makes_the_output_independent_of_the_image(model
 def test_knocking_out_nothing_changes_nothing_bit_for_bit(model, noise_image):
     sample = inputs(model, noise_image(64, 48))
     spec = parse_spec({"knockout": [{"queries": "text", "keys": "object", "layers": all_layers(model)}]})
-    plan, _ = plan_sample(spec, sample.table, sample.annotation, sample.image_sizes, label="absent label")
+    plan, _ = plan_sample(spec, sample_of(sample, "0", "absent label"))
     assert plan.empty
     plain = forward_logits(model, sample, InterventionSpec())
     assert torch.equal(forward_logits(model, sample, spec, label="absent label"), plain)
@@ -114,8 +114,8 @@ def test_mean_ablation_replaces_exactly_the_chosen_embeddings(model, noise_image
     decoder = model.adapter.decoder(model.model)
     mean = torch.arange(decoder.config.hidden_size, dtype=torch.float32)
     spec = parse_spec({"ablate": [{"tokens": "object+1", "mean_from": "s.zarr"}]})
-    plan, _ = plan_sample(spec, sample.table, sample.annotation, sample.image_sizes, {("s.zarr", "image"): mean})
-    chosen = token_sets.resolve("object+1", sample.table, sample.annotation, sample.image_sizes)
+    plan, _ = plan_sample(spec, sample_of(sample, "0"), {("s.zarr", "image"): mean})
+    chosen = token_sets.resolve("object+1", sample_of(sample, "0"))
     assert 0 < len(chosen) < (sample.table.fields["kind"] == TokenKind.IMAGE).sum()
     with torch.inference_mode():
         plain, handle = record_embeddings(decoder)
@@ -133,7 +133,7 @@ def test_mean_ablation_replaces_exactly_the_chosen_embeddings(model, noise_image
 def test_truncation_keeps_exactly_n_image_tokens(model, noise_image):
     sample = inputs(model, noise_image(64, 48))
     decoder = model.adapter.decoder(model.model)
-    plan, table = plan_sample(InterventionSpec(keep_image_tokens=7), sample.table, sample.annotation, sample.image_sizes)
+    plan, table = plan_sample(InterventionSpec(keep_image_tokens=7), sample_of(sample, "0"))
     image = token_sets.image_positions(sample.table)
     assert len(token_sets.image_positions(table)) == 7 and len(table) == len(sample.table) - len(image) + 7
     with torch.inference_mode():
@@ -165,12 +165,11 @@ def test_every_family_honours_knockout_and_truncation(tiny_model, noise_image, n
 
 
 def test_random_token_set_is_a_disjoint_draw_of_the_same_size(model, noise_image):
-    sample = inputs(model, noise_image(64, 48))
-    chosen = token_sets.resolve("object", sample.table, sample.annotation, sample.image_sizes)
-    drawn = token_sets.resolve("random:object", sample.table, sample.annotation, sample.image_sizes)
+    sample = sample_of(inputs(model, noise_image(64, 48)), "img-1")
+    chosen = token_sets.resolve("object", sample)
+    drawn = token_sets.resolve("random:object", sample)
     image = np.flatnonzero(sample.table.fields["kind"] == TokenKind.IMAGE)
     assert len(drawn) == len(chosen) > 0 and len(chosen) <= len(image) // 2
     assert set(drawn) <= set(image) and not set(drawn) & set(chosen)
-    again = token_sets.resolve("random:object", sample.table, sample.annotation, sample.image_sizes)
-    assert np.array_equal(drawn, again)
+    assert np.array_equal(drawn, token_sets.resolve("random:object", sample))  # seeded: the same draw again
     parse_spec({"ablate": [{"tokens": "random:object", "mean_from": "s.zarr"}]})  # a valid spec token set

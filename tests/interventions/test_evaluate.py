@@ -1,4 +1,4 @@
-"""Polling scores, controls, and the continuation loss against plain computations."""
+"""Polling, VQA, descriptions and the continuation loss against plain computations."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -13,50 +14,29 @@ import torch
 from capture.datasets import load_image, open_dataset
 from capture.prompts import build_prompt
 from capture.samples import prepare_sample
-from interventions import evaluate
+from interventions import evaluate, polling, scores
 from interventions.spec import InterventionSpec, parse_spec
+from store.schema import TokenKind
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def test_polling_scores_on_known_answers():
-    rows = [{"condition": "c", "present": p, "answer_yes": a} for p, a in
-            [(True, True), (True, True), (True, False), (False, True), (False, False), (False, False)]]
-    (score,) = evaluate.polling_scores(rows)
-    assert score["precision"] == pytest.approx(200 / 3) and score["recall"] == pytest.approx(200 / 3)
-    assert score["f1"] == pytest.approx(200 / 3) and score["accuracy"] == pytest.approx(400 / 6)
-    assert score["yes_ratio"] == 50 and score["n"] == 6
-
-
-def test_controls_block_as_many_other_units_in_the_same_layers():
-    spec = parse_spec({"name": "s", "knockout": [{"queries": "text", "keys": "image",
-                                                  "units": [[4, 0], [4, 3], [5, 1]]}]})
-    controls = evaluate.control_conditions(spec, n_kv_heads=4, seed=1)
-    dependent, random_units = controls["s control: input-dependent"], controls["s control: random"]
-    for control in (dependent, random_units):
-        assert len(control.knockout[0].units) == 3 and control.knockout[0].layers() <= {4, 5}
-    assert not set(dependent.knockout[0].units) & set(spec.knockout[0].units)
-    with pytest.raises(ValueError, match="only 1 other units"):
-        evaluate.control_conditions(parse_spec({"knockout": [{"units": [[0, 0], [0, 1], [0, 2]]}]}), 4)
 
 
 def test_polling_without_intervention_is_the_plain_model(tiny_model, synthetic_root):
     loaded = tiny_model("tiny-llava-ov")
     dataset = open_dataset("synthetic-coco", synthetic_root, None, 2)
-    rows = evaluate.poll(loaded, dataset, {"none": InterventionSpec()})
-    questions = evaluate.polling_questions(dataset)
-    assert len(rows) == len(questions) and {q[2] for q in questions} == {True, False}
-    for index in {q[0] for q in questions}:  # no more absent objects than present ones per image
-        assert sum(not q[2] for q in questions if q[0] == index) <= sum(q[2] for q in questions if q[0] == index)
+    rows = polling.poll(loaded, dataset, {"none": InterventionSpec()})
+    questions = polling.polling_questions(dataset)
+    assert len(rows) == len(questions) and {q.present for q in questions} == {True, False}
     yes, no = evaluate.answer_token_ids(loaded)
-    index, label, present = questions[-1]
-    record = dataset.records[index]
-    prompt = build_prompt(loaded.processor, "chat", evaluate.POLL_QUESTION.format(object=label), 1)
+    last = questions[-1]
+    record = dataset.records[last.index]
+    prompt = build_prompt(loaded.processor, "chat", polling.POLL_QUESTION.format(object=last.label), 1)
     inputs = loaded.adapter.processor_inputs(loaded.processor, prompt, [load_image(record.image_paths[0])])
     with torch.inference_mode():
         logits = loaded.model(**inputs, logits_to_keep=1).logits[0, -1]  # the same matmul shape: bit-exact
     assert rows[-1]["logit_yes"] == float(logits[yes]) and rows[-1]["logit_no"] == float(logits[no])
-    assert rows[-1]["object"] == label and rows[-1]["present"] == present
+    assert rows[-1]["p_yes"] == pytest.approx(float(torch.softmax(logits.double(), -1)[yes]), rel=1e-12)
+    assert rows[-1]["object"] == last.label and rows[-1]["present"] == last.present
 
 
 def test_continuation_loss_is_the_cross_entropy_of_the_last_tokens(tiny_model, noise_image):
@@ -81,7 +61,12 @@ def test_caption_loss_by_kept_tokens_from_the_cli(synthetic_root, tmp_path):
                  "--limit", "2", "--keep", "0,4,all", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(tmp_path / "caption_loss.csv")
-    assert len(table) == 3 and (table["count"] == 2).all() and table["kept_image_tokens"].iloc[0] == 0
+    assert len(table) == 3 and (table["n"] == 2).all() and table["kept_image_tokens"].iloc[0] == 0
+    by_sample = pd.read_csv(tmp_path / "caption_loss_by_sample.csv")
+    for keep, mine in by_sample.groupby("keep", sort=False):  # the mean of the two images' losses, inside its interval
+        found = table[table["keep"].astype(str) == str(keep)].iloc[0]
+        assert found["loss"] == pytest.approx(mine["loss"].mean())
+        assert found["loss_low"] <= found["loss"] <= found["loss_high"]
 
 
 def test_generation_without_intervention_is_greedy_decoding(tiny_model, synthetic_root):
@@ -111,27 +96,58 @@ def test_describe_counts_named_objects(tiny_model, synthetic_root, monkeypatch):
     monkeypatch.setattr(evaluate, "generate", lambda *a, **k: loaded.processor.tokenizer.encode(said, add_special_tokens=False))
     rows = evaluate.describe(loaded, dataset, {"none": InterventionSpec()})
     assert rows[0]["objects_named"] == 1 and rows[0]["absent_named"] == (1 if absent else 0)
-    (score,) = evaluate.rate_scores(rows, {"named": ("objects_named", "objects")})
-    assert score["named"] == pytest.approx(100 * sum(r["objects_named"] for r in rows) / sum(r["objects"] for r in rows))
+    assert rows[0]["named"] == present[0]
+    said_labels = {present[0], *absent[:1]}  # every description names these two labels
+    labels = [{o["label"] for o in r.annotation["objects"]} for r in dataset.records]
+    (score,) = scores.rate_scores(rows, {"named": ("objects_named", "objects")})
+    assert score["named"] == pytest.approx(100 * sum(len(said_labels & mine) for mine in labels)
+                                           / sum(len(mine) for mine in labels))
 
 
 def test_vqa_with_an_answer_prefix(tiny_model, noise_image, tmp_path):
+    """The choice, its correctness and p(correct) against plain forward passes and the manifest's answers."""
     import json
 
+    answers = ["red", "blue", "red"]
     for i in range(3):
         noise_image(40 + i, 40).save(tmp_path / f"{i}.png")
-    lines = [{"image": f"{i}.png", "text": "What colour is it?", "answer": a} for i, a in enumerate(["red", "blue", "red"])]
+    lines = [{"image": f"{i}.png", "text": "What colour is it?", "answer": a} for i, a in enumerate(answers)]
     (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     loaded = tiny_model("tiny-llava-ov")
-    dataset = open_dataset("manifest", tmp_path, None, None)
-    rows = evaluate.vqa(loaded, dataset, {"none": InterventionSpec()}, answer_prefix="It is")
-    shared, ids = evaluate.answer_tokens(loaded, (" blue", " red"))
+    rows = evaluate.vqa(loaded, open_dataset("manifest", tmp_path, None, None), {"none": InterventionSpec()},
+                        answer_prefix="It is")
+    shared, ids = evaluate.answer_tokens(loaded, (" blue", " red"))  # the data set's answers, sorted
     prompt = build_prompt(loaded.processor, "chat", "What colour is it?", 1) + "It is"
-    prepared = prepare_sample(loaded, prompt, [load_image(tmp_path / "0.png")], {})
     with_space = prepare_sample(loaded, prompt + " ", [load_image(tmp_path / "0.png")], {})
     assert shared == with_space.inputs["input_ids"][0, -len(shared):].tolist()  # the space, as tokenised in context
-    prepared = with_space
-    logits = evaluate.forward_logits(loaded, prepared, InterventionSpec())[-1]
-    assert rows[0]["chosen"] == ["blue", "red"][int(torch.argmax(logits[ids]))]
-    assert [r["answer"] for r in rows] == ["red", "blue", "red"]
-    assert [r["correct"] for r in rows] == [r["chosen"] == r["answer"] for r in rows]
+    for i, found in enumerate(rows):
+        inputs = loaded.adapter.processor_inputs(loaded.processor, prompt + " ", [load_image(tmp_path / f"{i}.png")])
+        with torch.inference_mode():
+            logits = loaded.model(**inputs, logits_to_keep=1).logits[0, -1].double()
+        chosen = ["blue", "red"][int(torch.argmax(logits[ids]))]
+        assert found["chosen"] == chosen and found["correct"] == (chosen == answers[i])
+        expected = float(torch.softmax(logits, -1)[ids[["blue", "red"].index(answers[i])]])
+        assert found["p_correct"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_register_tokens_in_an_ablation_spec(tiny_model, synthetic_root):
+    """The input-embedding norms are those of the decoder's input (hidden state 0), and a `register` ablation
+    replaces exactly the image tokens whose norm exceeds the sample's mean + 2 std."""
+    loaded = tiny_model("tiny-llava-ov")
+    dataset = open_dataset("synthetic-coco", synthetic_root, None, 1)
+    record = dataset.records[0]
+    prepared = prepare_sample(loaded, build_prompt(loaded.processor, "chat", "Hi", 1),
+                              [load_image(record.image_paths[0])], record.annotation)
+    norms = evaluate.input_norms(loaded, prepared)
+    with torch.inference_mode():
+        hidden = loaded.model(**prepared.inputs, output_hidden_states=True).hidden_states[0][0].double()
+    np.testing.assert_allclose(norms, hidden.norm(dim=-1).numpy(), rtol=1e-6)
+    image = prepared.table.fields["kind"] == TokenKind.IMAGE
+    threshold = norms[image].mean() + 2 * norms[image].std()
+    expected = int((norms[image] > threshold).sum())
+    width = loaded.adapter.text_config(loaded.config).hidden_size
+    spec = parse_spec({"name": "registers", "ablate": [{"tokens": "register", "mean_from": "s.zarr"}]})
+    means = {("s.zarr", "image"): torch.zeros(width)}
+    question = polling.Question(0, record.annotation["objects"][0]["label"], True, ("random",))
+    rows = polling.poll(loaded, dataset, {"none": InterventionSpec(), "registers": spec}, means, questions=[question])
+    assert rows[1]["tokens_touched"] == expected > 0

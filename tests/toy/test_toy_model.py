@@ -72,7 +72,7 @@ def test_ablating_object_tokens_lowers_polling_more_than_random_tokens(toy_dir: 
                                                                        synthetic_root: Path) -> None:
     from capture.datasets import open_dataset
     from capture.loading import load_model, resolve_model
-    from interventions import evaluate
+    from interventions import polling
     from interventions.means import ablation_means
     from interventions.spec import parse_spec
 
@@ -81,7 +81,7 @@ def test_ablating_object_tokens_lowers_polling_more_than_random_tokens(toy_dir: 
     conditions = {"none": parse_spec({"name": "none"})}
     for tokens in ("object", "random:object"):
         conditions[tokens] = parse_spec({"name": tokens, "ablate": [{"tokens": tokens, "mean_from": str(toy_store)}]})
-    rows = evaluate.poll(loaded, dataset, conditions, ablation_means(list(conditions.values()), loaded))
+    rows = polling.poll(loaded, dataset, conditions, ablation_means(list(conditions.values()), loaded))
     # the Yes - No margin on questions about present objects (an absent object has no tokens to ablate)
     margin = {name: np.mean([r["logit_yes"] - r["logit_no"] for r in rows if r["condition"] == name and r["present"]])
               for name in conditions}
