@@ -49,16 +49,19 @@ def variance_histogram(variance: xr.DataArray, threshold: dict, bins: int = 30) 
     return figure
 
 
-def variance_heatmap(variance: xr.DataArray, threshold: float) -> Figure:
-    """(layer x KV head) heatmap of key variance, input-agnostic keys outlined (Liu et al. Fig. 15)."""
+def variance_heatmap(variance: xr.DataArray, threshold: float | None) -> Figure:
+    """(layer x KV head) heatmap of key variance, input-agnostic keys (below `threshold`) outlined (Liu et al.
+    Fig. 15); no threshold (the dip test found one mode) outlines nothing and says so in the title."""
     size = (max(3.5, 0.5 * variance.sizes[KV_HEAD] + 2), max(3.0, 0.22 * variance.sizes[LAYER] + 1.5))
     figure, axis = plt.subplots(figsize=size)
     image = axis.imshow(variance.values, aspect="auto", cmap="viridis", origin="lower")
-    for li, hi in np.argwhere(variance.values < threshold):
+    flagged = np.zeros(variance.shape, bool) if threshold is None else variance.values < threshold
+    for li, hi in np.argwhere(flagged):
         axis.add_patch(plt.Rectangle((hi - 0.5, li - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
     axis.set_xticks(range(variance.sizes[KV_HEAD]), [str(h) for h in variance.kv_head.values])
     axis.set_yticks(range(variance.sizes[LAYER]), [str(v) for v in variance.layer.values])
-    axis.set(xlabel="KV head", ylabel=LAYER, title="Key variance (red: input-agnostic)")
+    title = "Key variance (no threshold: not bimodal)" if threshold is None else "Key variance (red: input-agnostic)"
+    axis.set(xlabel="KV head", ylabel=LAYER, title=title)
     figure.colorbar(image, ax=axis, label="variance")
     figure.tight_layout()
     return figure

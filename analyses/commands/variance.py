@@ -51,8 +51,7 @@ class Variance(Command):
         output.zarr("key_variance.zarr", values)
         output.json("input_agnostic_keys.json", keys)
         output.figure("key_variance_hist.png", figures.variance_histogram(values, chosen.as_dict()))
-        output.figure("key_variance_heatmap.png",
-                      figures.variance_heatmap(values, -float("inf") if chosen.value is None else chosen.value))
+        output.figure("key_variance_heatmap.png", figures.variance_heatmap(values, chosen.value))
         if options.pca_samples:
             samples = tuple(int(s) for s in options.pca_samples.split(","))
         else:

@@ -145,3 +145,12 @@ def test_capture_bbox_prefixes(vg_root, tmp_path):
     # Jung et al.'s prompt, the box normalised by the 64 x 48 image: 5/64, 6/48, 35/64, 26/48
     prompt = str(ds.prompt.values[1])
     assert "bbox:[0.08,0.12,0.55,0.54]" in prompt and "white" not in prompt  # the prefix stops before the label
+
+
+def test_the_readers_split_is_the_analyses_split():
+    from analyses.clustering import split_labels
+    from analyses.label_embeddings import embed_labels
+    from capture.datasets.visual_genome import _spherical_split
+
+    words = sorted(["dog", "cat", "horse", "cow", "car", "truck", "bus", "tree", "grass", "sky", "cloud", "boat"])
+    assert _spherical_split(words) == split_labels(words, embed_labels(words))
