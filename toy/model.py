@@ -28,8 +28,16 @@ CHAT_WORDS = ["user", "assistant"] * 100  # the chat roles, frequent enough to b
 BUILD_FILE = TOY_BUILD_FILE
 
 
+PINNED_DIR = Path(__file__).parent / "pinned"  # builds committed with the code, so tests and the demo skip training
+
+
 def toy_model_dir(name: str) -> Path:
     return models_dir() / name
+
+
+def pinned_build_dir(name: str) -> Path:
+    """Where the committed build of toy model `name` lies (it may not exist)."""
+    return PINNED_DIR / name
 
 
 def build_tokenizer(texts: list[str]) -> Any:

@@ -24,6 +24,8 @@ the same recipe gives the same weights on the same machine.
 from __future__ import annotations
 
 import json
+import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -252,15 +254,39 @@ def train_and_save(out_dir: Path, recipe: TrainingRecipe, name: str = "toy-llava
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
         record = {"name": name, "version": toy_model.TOY_VERSION, "recipe": asdict(recipe),
-                  "train_seconds": round(train_seconds, 1), "held_out": scores, "loss": history}
+                  "train_seconds": round(train_seconds, 1), "trained_on": f"{platform.machine()}, {cpu_model()}, "
+                  f"torch {torch.__version__}", "held_out": scores, "loss": history}
         (staging / toy_model.BUILD_FILE).write_text(json.dumps(record, indent=1) + "\n")
     return out_dir
 
 
+def is_current(record: dict[str, Any] | None, recipe: TrainingRecipe) -> bool:
+    """Whether a build record is of this toy version and exactly this recipe (the key of a cached or pinned build)."""
+    return (record is not None and record.get("version") == toy_model.TOY_VERSION
+            and record.get("recipe") == json.loads(json.dumps(asdict(recipe))))
+
+
 def ensure_toy_model(name: str) -> Path:
-    """The directory of toy model `name`, training it (a few minutes) if missing or built by an older version."""
+    """The directory of toy model `name` in the cache: a current cached build, else a copy of the build committed
+    with the code (toy/pinned/, when its version and recipe are current), else trained here (an hour on 2 cores)."""
     out_dir = toy_model.toy_model_dir(name)
-    record = toy_model.read_build(out_dir)
-    if record is not None and record.get("version") == toy_model.TOY_VERSION:
+    recipe = TrainingRecipe()
+    if is_current(toy_model.read_build(out_dir), recipe):
         return out_dir
-    return train_and_save(out_dir, TrainingRecipe(), name=name)
+    pinned = toy_model.pinned_build_dir(name)
+    if is_current(toy_model.read_build(pinned), recipe):
+        with staged_directory(out_dir) as staging:
+            shutil.copytree(pinned, staging, dirs_exist_ok=True)
+        return out_dir
+    return train_and_save(out_dir, recipe, name=name)
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (the platform's processor string elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
