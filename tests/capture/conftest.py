@@ -1,4 +1,4 @@
-"""Helpers for tests that run `python -m capture` in subprocesses (and kill them)."""
+"""Helpers for tests that run `python -m capture` (in this process, or in subprocesses they kill)."""
 
 from __future__ import annotations
 
@@ -40,5 +40,11 @@ def capture_command(*args: str, kill_at_write: int | None = None) -> tuple[list[
 
 
 def capture_cli(*args: str, kill_at_write: int | None = None) -> subprocess.CompletedProcess:
+    """`python -m capture ARGS`: in this process, or a subprocess killed at write `kill_at_write`."""
+    if kill_at_write is None:
+        from capture.__main__ import main
+        from tests.cli_runner import in_process
+
+        return in_process(main, *args)
     command, env = capture_command(*args, kill_at_write=kill_at_write)
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)

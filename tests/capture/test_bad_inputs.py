@@ -11,16 +11,21 @@ from pathlib import Path
 import numpy as np
 
 import store.reader
+from capture.__main__ import main
 from capture.options import CaptureOptions
 from capture.run import run_capture
 from store import schema
+from tests.cli_runner import in_process
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def capture_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m capture --no-progress ARGS`: in this process, or a real subprocess when `env` is given."""
+    if env is None:
+        return in_process(main, "--no-progress", *args)
     return subprocess.run([sys.executable, "-m", "capture", "--no-progress", *args], capture_output=True, text=True,
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=300)
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env}, timeout=300)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -37,13 +42,12 @@ def test_unknown_model_alias(tmp_path):
                           "unknown model 'llava-ov-9000b'", "llava-ov-7b")
 
 
-def test_missing_weights_say_what_and_how(tmp_path):
-    result = capture_cli("--model", "llava-ov-7b", "--out", str(tmp_path / "x.zarr"),
-                         env={"HF_HUB_CACHE": str(tmp_path / "empty-cache")})
+def test_missing_weights_say_what_and_how(tmp_path, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    result = capture_cli("--model", "llava-ov-7b", "--out", str(tmp_path / "x.zarr"))
     assert_one_line_error(result, "llava-hf/llava-onevision-qwen2-7b-ov-hf", "revision main", "not in the HF cache",
                           "hf download")
-    result = capture_cli("--model", "llava-ov-0.5b", "--revision", "v1", "--out", str(tmp_path / "x.zarr"),
-                         env={"HF_HUB_CACHE": str(tmp_path / "empty-cache")})
+    result = capture_cli("--model", "llava-ov-0.5b", "--revision", "v1", "--out", str(tmp_path / "x.zarr"))
     assert_one_line_error(result, "llava-onevision-qwen2-0.5b-ov-hf", "revision v1")
 
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import zarr
 
+from store.__main__ import main
 from store.validate import validate
+from tests.cli_runner import in_process
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "store", *args], capture_output=True, text=True, cwd=REPO)
+    return in_process(main, *args)
 
 
 def test_complete_store_is_valid(captured_store):
