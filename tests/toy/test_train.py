@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
@@ -79,3 +80,25 @@ def test_patch_labels_are_the_pixel_shares_of_each_shape_and_colour() -> None:
     assert np.all(grid[:4, :2, 0, 2] == 1.0) and np.all(grid[:4, :2, 1, 3] == 1.0)  # square, blue
     assert np.all(grid[4:, :, :, 0] == 1.0) and np.all(grid[:, 3:, :, 0] == 1.0)  # background
     assert np.allclose(labels.sum(axis=2), 1.0)
+
+
+def test_a_pinned_build_is_copied_only_when_its_version_and_recipe_are_current(tmp_path, monkeypatch) -> None:
+    from toy import train as toy_train
+
+    monkeypatch.setattr(toy_model, "PINNED_DIR", tmp_path / "pinned")
+    monkeypatch.setattr(toy_model, "toy_model_dir", lambda name: tmp_path / "cache" / name)
+    trained = []
+    monkeypatch.setattr(toy_train, "train_and_save", lambda out, recipe, name: trained.append(name) or out)
+    pinned = tmp_path / "pinned" / "toy-x"
+    pinned.mkdir(parents=True)
+    (pinned / "model.safetensors").write_bytes(b"weights")
+    stale = {"version": toy_model.TOY_VERSION, "recipe": asdict(replace(toy_train.TrainingRecipe(), steps=1))}
+    (pinned / toy_model.BUILD_FILE).write_text(json.dumps(stale))
+    toy_train.ensure_toy_model("toy-x")
+    assert trained == ["toy-x"] and not (tmp_path / "cache" / "toy-x").exists()  # a stale pin is not used
+
+    current = {"version": toy_model.TOY_VERSION, "recipe": asdict(toy_train.TrainingRecipe())}
+    (pinned / toy_model.BUILD_FILE).write_text(json.dumps(current))
+    out = toy_train.ensure_toy_model("toy-x")
+    assert trained == ["toy-x"] and (out / "model.safetensors").read_bytes() == b"weights"
+    assert toy_train.is_current(toy_model.read_build(out), toy_train.TrainingRecipe())
