@@ -85,10 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def pin() -> int:
     """Replace toy/pinned/<NAME> with the cache's build, if that build is current."""
     source, target = toy_model_dir(NAME), pinned_build_dir(NAME)
@@ -99,3 +95,7 @@ def pin() -> int:
     shutil.copytree(source, target)
     print(f"pinned {target}\n" + report(read_build(target)))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
