@@ -23,10 +23,12 @@ def test_short_recipe_reproduces_the_pinned_weights(smollm2_dir, dinov2_dir):
     pinned = record["smoke"]
     if (result["cpu_capability"], result["torch"]) == (pinned["cpu_capability"], pinned["torch"]):
         assert result["sha256"] == pinned["sha256"]  # bit for bit
-    else:  # other kernels (e.g. AVX-512 against AVX2) sum in another order: the fp16 copy, to its precision
+    else:  # other kernels (e.g. AVX-512 against AVX2) sum in another order, and eight AdamW steps carry the
+        # difference on: the fp16 copy to 1e-3 of each tensor's norm (measured across the two: 2.5e-4)
         stored = load_file(SMOKE_FILE)
         for key, value in state.items():
-            assert torch.allclose(value, stored[key].float(), rtol=2e-3, atol=1e-5), key
+            reference = stored[key].float()
+            assert torch.linalg.norm(value - reference) <= 1e-3 * torch.linalg.norm(reference), key
     assert weights_sha256(state) == result["sha256"]
 
 
