@@ -19,7 +19,7 @@ from capture.loading import LoadedModel, open_model, resolve_model
 from capture.options import CaptureOptions, check_options
 from capture.provenance import capture_config, lens_payload, provenance, store_attributes
 from capture.samples import check_record_fields, preflight_prompts, prepare_record
-from capture.selection import parse_layers, parse_token_sets, streams_for
+from capture.selection import parse_arrays, parse_layers, parse_streams, parse_token_sets
 from capture.summary import CaptureSummary
 from store import location, schema
 from store.info import bytes_on_disk
@@ -126,8 +126,11 @@ def _store_plan(options: CaptureOptions, loaded: LoadedModel, dataset: Dataset) 
     text_config = loaded.adapter.text_config(loaded.config)
     n_layers = text_config.num_hidden_layers
     layers = parse_layers(options.layers, n_layers)
+    arrays = parse_arrays(options.arrays)
+    streams = parse_streams(options.streams, layers, n_layers) if schema.HIDDEN in arrays else ()
+    ffn_topk = options.ffn_topk if "ffn" in arrays else 0
     ffn_units = text_config.intermediate_size
-    if options.ffn_topk > ffn_units:
+    if ffn_topk > ffn_units:
         raise CaptureError(f"--ffn-topk {options.ffn_topk} exceeds the {ffn_units} FFN units of this model")
     if options.next_token_topk > text_config.vocab_size:
         raise CaptureError(f"--next-token-topk {options.next_token_topk} exceeds the vocabulary of this model "
@@ -137,12 +140,12 @@ def _store_plan(options: CaptureOptions, loaded: LoadedModel, dataset: Dataset) 
         batch_size=options.batch_size,
         max_images=max([1, *(len(r.image_paths) for r in dataset.records)]),
         layers=layers,
-        streams=streams_for(layers, n_layers),
+        streams=streams,
         n_kv_heads=text_config.num_key_value_heads,
         head_dim=loaded.adapter.head_dim(loaded.config),
         d_model=text_config.hidden_size,
         ffn_units=ffn_units,
-        ffn_topk=options.ffn_topk,
+        ffn_topk=ffn_topk,
         compute_dtype=loaded.logical_dtype,
         keys_prerope=options.keys_prerope,
         ffn_dense=options.ffn_dense_tokens is not None,
@@ -151,6 +154,7 @@ def _store_plan(options: CaptureOptions, loaded: LoadedModel, dataset: Dataset) 
         next_token_topk=options.next_token_topk,
         compression=options.compression,
         token_capacity=token_slots_for(getattr(text_config, "max_position_embeddings", None) or DEFAULT_TOKEN_CAPACITY),
+        selected=tuple(name for name in (schema.HIDDEN, schema.KEYS, schema.VALUES) if name in arrays),
     )
     if options.keep_mantissa_bits is not None:
         mantissa = LOSSY_FORMATS[plan.compute_dtype][1]
