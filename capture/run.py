@@ -41,7 +41,7 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
     token_sets = parse_token_sets(options.tokens)
     dense_sets = parse_token_sets(options.ffn_dense_tokens) if options.ffn_dense_tokens else None
     resolved = resolve_model(options.model, options.revision)
-    dataset = _open_dataset(options)
+    dataset = open_capture_dataset(options)
     out = location.normalise(options.out or options.default_out())
     try:
         location.check_writable(out)
@@ -50,7 +50,7 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
     loaded = open_model(resolved, options.dtype, options.device)
     preflight_prompts(loaded, options, dataset)
     intervention = _load_intervention(options, loaded, load_intervention)
-    plan = _store_plan(options, loaded, dataset)
+    plan = store_plan(options, loaded, dataset)
     config = capture_config(options, loaded, dataset, plan, token_sets, dense_sets,
                             intervention.record() if intervention else None)
     root = _open_store(options, loaded, plan, config, out)  # loads the weights, after every check
@@ -99,7 +99,7 @@ def _recorder(loaded: LoadedModel, plan: StorePlan, options: CaptureOptions) -> 
                               plan.keys_prerope, plan.attention_last, options.ffn_topk_by == "abs")
 
 
-def _open_dataset(options: CaptureOptions) -> Dataset:
+def open_capture_dataset(options: CaptureOptions) -> Dataset:
     """The records to capture, one per `--samples` unit, `--limit` applied, their prompt fields checked."""
     per_image = options.samples == "images"
     dataset = open_dataset(options.dataset, options.data_root, options.split, options.limit if per_image else None,
@@ -121,7 +121,7 @@ def _load_intervention(options: CaptureOptions, loaded: LoadedModel,
     return load_intervention(loaded, options)
 
 
-def _store_plan(options: CaptureOptions, loaded: LoadedModel, dataset: Dataset) -> StorePlan:
+def store_plan(options: CaptureOptions, loaded: LoadedModel, dataset: Dataset) -> StorePlan:
     """The arrays this capture writes, from the options and the model's text config."""
     text_config = loaded.adapter.text_config(loaded.config)
     n_layers = text_config.num_hidden_layers
