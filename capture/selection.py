@@ -11,7 +11,7 @@ TOKEN_SETS = tuple(TokenSet)
 ALL = TokenSet.ALL.value  # every layer (--layers), every token (--tokens)
 
 
-def parse_layers(spec: str | None, n_layers: int, option: str = "--layers", what: str = "layer") -> tuple[int, ...]:
+def parse_layers(spec: str | None, n_layers: int, option: str = "--layers") -> tuple[int, ...]:
     """'all' / None -> every layer; otherwise comma-separated indices and ranges ('0-3,7', '-1' = last)."""
     if spec is None or spec == ALL:
         return tuple(range(n_layers))
@@ -29,7 +29,7 @@ def parse_layers(spec: str | None, n_layers: int, option: str = "--layers", what
         raise CaptureError(f"{option} {spec!r}: expected 'all' or indices/ranges like '0-3,7'") from None
     bad = sorted(i for i in layers if not 0 <= i < n_layers)
     if bad:
-        raise CaptureError(f"{option} {spec!r}: {what}(s) {bad} out of range 0..{n_layers - 1}")
+        raise CaptureError(f"{option} {spec!r}: {bad} out of range 0..{n_layers - 1}")
     return tuple(sorted(layers))
 
 
@@ -38,7 +38,7 @@ def parse_streams(spec: str | None, layers: tuple[int, ...], n_layers: int) -> t
     indices and ranges ('0,4-6'; '-1' = stream n_layers, the last layer's raw output)."""
     if spec is None:
         return streams_for(layers, n_layers)
-    return parse_layers(spec, n_layers + 1, "--streams", "stream")
+    return parse_layers(spec, n_layers + 1, "--streams")
 
 
 def parse_arrays(spec: str) -> tuple[str, ...]:
