@@ -3,6 +3,8 @@ capture, recorded in its config, validated, sized exactly and refused on a resum
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import zarr
@@ -99,3 +101,15 @@ def test_selection_options_are_checked():
         check_options(CaptureOptions(arrays="keys", streams="0"))
     with pytest.raises(CaptureError, match="add ffn to --arrays"):
         check_options(CaptureOptions(arrays="keys", ffn_dense_tokens="image"))
+
+
+def test_validate_holds_the_store_to_its_recorded_selection(selection_stores, tmp_path):
+    copy = tmp_path / "keys.zarr"
+    shutil.copytree(selection_stores["keys"], copy)
+    root = zarr.open_group(copy, mode="r+")
+    config = dict(root.attrs["capture_config"])
+    root.attrs["capture_config"] = {**config, "arrays": ["hidden", "keys"]}
+    assert validate(copy) == ["missing array 'hidden'"]
+    root.attrs["capture_config"] = {**config, "arrays": ["values"]}
+    assert validate(copy) == ["missing array 'values'", "array 'keys' is stored but not in capture_config arrays "
+                                                        "['values']"]
