@@ -79,7 +79,8 @@ def _forward_group(loaded: LoadedModel, recorder: ActivationRecorder, plan: Stor
     # groups hold one sample when there is an intervention
     applied = intervention.applied(loaded, group[0][1].plan) if intervention else contextlib.nullcontext()
     with applied:
-        output = loaded.model(**batch, output_hidden_states=True, use_cache=True, logits_to_keep=1)
+        output = loaded.model(**batch, output_hidden_states=schema.HIDDEN in plan.selected, use_cache=True,
+                              logits_to_keep=1)
     for b, (row, item) in enumerate(group):
         _store_sample(loaded, plan, output, recorder.recorded, b, row, item, arrays)
 
@@ -89,12 +90,15 @@ def _store_sample(loaded: LoadedModel, plan: StorePlan, output: object, recorded
     """Row `row` of the payload from batch entry `b` of one forward pass."""
     pos = torch.as_tensor(item.positions, device=loaded.device)
     n = len(item.positions)
-    n_layers = len(output.hidden_states) - 1
     cache = output.past_key_values.layers
-    streams = [output.hidden_states[s][b] if s < n_layers else recorded.final_raw[b] for s in plan.streams]
-    arrays[schema.HIDDEN][row, :, :n] = to_storage(torch.stack([s[pos] for s in streams]))
-    arrays[schema.KEYS][row, :, :, :n] = to_storage(torch.stack([cache[layer].keys[b][:, pos] for layer in plan.layers]))
-    arrays[schema.VALUES][row, :, :, :n] = to_storage(torch.stack([cache[layer].values[b][:, pos] for layer in plan.layers]))
+    if schema.HIDDEN in plan.selected:  # arrays left out of --arrays are not copied off the device
+        n_layers = len(output.hidden_states) - 1
+        streams = [output.hidden_states[s][b] if s < n_layers else recorded.final_raw[b] for s in plan.streams]
+        arrays[schema.HIDDEN][row, :, :n] = to_storage(torch.stack([s[pos] for s in streams]))
+    if schema.KEYS in plan.selected:
+        arrays[schema.KEYS][row, :, :, :n] = to_storage(torch.stack([cache[layer].keys[b][:, pos] for layer in plan.layers]))
+    if schema.VALUES in plan.selected:
+        arrays[schema.VALUES][row, :, :, :n] = to_storage(torch.stack([cache[layer].values[b][:, pos] for layer in plan.layers]))
     if plan.keys_prerope:
         prerope = torch.stack([recorded.keys_prerope[layer][b, pos] for layer in plan.layers])  # (L, n, kv*hd)
         prerope = prerope.view(len(plan.layers), n, plan.n_kv_heads, plan.head_dim).transpose(1, 2)

@@ -12,10 +12,10 @@ from capture.datasets import DATASETS, SAMPLE_UNITS
 from capture.errors import CaptureError
 from capture.prompts import BBOX, CHAT, DEFAULT_PROMPT, PROMPT_SETS
 from capture.registry import ALIASES, REAL_PARTS_MODELS, TINY_MODELS, TOY_MODELS
-from capture.selection import ALL
+from capture.selection import ALL, parse_arrays
 from store.arguments import add_options, option, parsed_options
 from store.location import Location
-from store.schema import FFN_TOPK_ORDERS
+from store.schema import ARRAY_SELECTION, DEFAULT_ARRAYS, FFN_TOPK_ORDERS, HIDDEN
 
 COMPRESSIONS = ("none", "zstd")
 FFN_TOPK_BY = tuple(FFN_TOPK_ORDERS)
@@ -45,6 +45,11 @@ class CaptureOptions:
                                        "endpoint from AWS_* variables; default: stores/<model>__<dataset>.zarr)")
     layers: str = option(ALL, help="decoder layers: all, or indices/ranges like 0-3,7")
     tokens: str = option(ALL, help="token sets stored: all, or any of image,text,last")
+    arrays: str = option(",".join(DEFAULT_ARRAYS), help="activation arrays kept, comma-separated among "
+                         f"{', '.join(ARRAY_SELECTION)} (ffn: the FFN top-k pair); e.g. keys alone for Liu et al.'s "
+                         "variance. Arrays left out are neither copied off the device nor written")
+    streams: str | None = option(None, help="hidden streams kept: all, or indices/ranges like 0,4-6 (-1: the last "
+                                            "layer's raw output); default: those of --layers")
     ffn_topk: int = option(16, help="FFN memory coefficients kept per token (top-k; 0: none)")
     ffn_topk_by: str = option("signed", choices=FFN_TOPK_BY,
                               help="rank FFN coefficients by signed value (Jung et al.: the most activated keys) or by "
@@ -134,6 +139,16 @@ def check_options(options: CaptureOptions) -> None:
     if options.intervention is not None and options.forward_batch > 1:
         raise CaptureError("--intervention is resolved per sample: drop --forward-batch")
     _check_prompt_options(options)
+    _check_arrays(options)
+
+
+def _check_arrays(options: CaptureOptions) -> None:
+    arrays = parse_arrays(options.arrays)
+    if options.streams is not None and HIDDEN not in arrays:
+        raise CaptureError(f"--streams selects hidden streams, but --arrays {options.arrays!r} keeps no hidden states: "
+                           "add hidden to --arrays or drop --streams")
+    if options.ffn_dense_tokens is not None and "ffn" not in arrays:
+        raise CaptureError(f"--ffn-dense-tokens stores FFN coefficients: add ffn to --arrays {options.arrays!r}")
 
 
 def _check_prompt_options(options: CaptureOptions) -> None:

@@ -20,6 +20,7 @@ from capture.datasets import Dataset
 from capture.extract import to_storage
 from capture.loading import LoadedModel
 from capture.options import CaptureOptions
+from capture.selection import parse_arrays
 from store import schema
 from store.layout import TOKEN_BLOCK, StorePlan
 from store.location import Location
@@ -51,6 +52,7 @@ def capture_config(options: CaptureOptions, loaded: LoadedModel, dataset: Datase
         sample_ids_sha256=hashlib.sha256("\n".join(r.sample_id for r in dataset.records).encode()).hexdigest(),
         layers=plan.layers,
         streams=plan.streams,
+        arrays=parse_arrays(options.arrays),
         tokens=token_sets,
         ffn_topk=plan.ffn_topk,
         ffn_topk_order=FFN_TOPK_ORDERS[options.ffn_topk_by],

@@ -19,7 +19,7 @@ from capture.loading import LoadedModel, open_model, resolve_model
 from capture.options import CaptureOptions, check_options
 from capture.provenance import capture_config, lens_payload, provenance, store_attributes
 from capture.samples import check_record_fields, preflight_prompts, prepare_record
-from capture.selection import parse_layers, parse_token_sets, streams_for
+from capture.selection import parse_arrays, parse_layers, parse_streams, parse_token_sets
 from capture.summary import CaptureSummary
 from store import location, schema
 from store.info import bytes_on_disk
@@ -41,7 +41,7 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
     token_sets = parse_token_sets(options.tokens)
     dense_sets = parse_token_sets(options.ffn_dense_tokens) if options.ffn_dense_tokens else None
     resolved = resolve_model(options.model, options.revision)
-    dataset = _open_dataset(options)
+    dataset = open_capture_dataset(options)
     out = location.normalise(options.out or options.default_out())
     try:
         location.check_writable(out)
@@ -50,7 +50,7 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
     loaded = open_model(resolved, options.dtype, options.device)
     preflight_prompts(loaded, options, dataset)
     intervention = _load_intervention(options, loaded, load_intervention)
-    plan = _store_plan(options, loaded, dataset)
+    plan = store_plan(options, loaded, dataset)
     config = capture_config(options, loaded, dataset, plan, token_sets, dense_sets,
                             intervention.record() if intervention else None)
     root = _open_store(options, loaded, plan, config, out)  # loads the weights, after every check
@@ -99,7 +99,7 @@ def _recorder(loaded: LoadedModel, plan: StorePlan, options: CaptureOptions) -> 
                               plan.keys_prerope, plan.attention_last, options.ffn_topk_by == "abs")
 
 
-def _open_dataset(options: CaptureOptions) -> Dataset:
+def open_capture_dataset(options: CaptureOptions) -> Dataset:
     """The records to capture, one per `--samples` unit, `--limit` applied, their prompt fields checked."""
     per_image = options.samples == "images"
     dataset = open_dataset(options.dataset, options.data_root, options.split, options.limit if per_image else None,
@@ -121,13 +121,16 @@ def _load_intervention(options: CaptureOptions, loaded: LoadedModel,
     return load_intervention(loaded, options)
 
 
-def _store_plan(options: CaptureOptions, loaded: LoadedModel, dataset: Dataset) -> StorePlan:
+def store_plan(options: CaptureOptions, loaded: LoadedModel, dataset: Dataset) -> StorePlan:
     """The arrays this capture writes, from the options and the model's text config."""
     text_config = loaded.adapter.text_config(loaded.config)
     n_layers = text_config.num_hidden_layers
     layers = parse_layers(options.layers, n_layers)
+    arrays = parse_arrays(options.arrays)
+    streams = parse_streams(options.streams, layers, n_layers) if schema.HIDDEN in arrays else ()
+    ffn_topk = options.ffn_topk if "ffn" in arrays else 0
     ffn_units = text_config.intermediate_size
-    if options.ffn_topk > ffn_units:
+    if ffn_topk > ffn_units:
         raise CaptureError(f"--ffn-topk {options.ffn_topk} exceeds the {ffn_units} FFN units of this model")
     if options.next_token_topk > text_config.vocab_size:
         raise CaptureError(f"--next-token-topk {options.next_token_topk} exceeds the vocabulary of this model "
@@ -137,12 +140,12 @@ def _store_plan(options: CaptureOptions, loaded: LoadedModel, dataset: Dataset) 
         batch_size=options.batch_size,
         max_images=max([1, *(len(r.image_paths) for r in dataset.records)]),
         layers=layers,
-        streams=streams_for(layers, n_layers),
+        streams=streams,
         n_kv_heads=text_config.num_key_value_heads,
         head_dim=loaded.adapter.head_dim(loaded.config),
         d_model=text_config.hidden_size,
         ffn_units=ffn_units,
-        ffn_topk=options.ffn_topk,
+        ffn_topk=ffn_topk,
         compute_dtype=loaded.logical_dtype,
         keys_prerope=options.keys_prerope,
         ffn_dense=options.ffn_dense_tokens is not None,
@@ -151,6 +154,7 @@ def _store_plan(options: CaptureOptions, loaded: LoadedModel, dataset: Dataset) 
         next_token_topk=options.next_token_topk,
         compression=options.compression,
         token_capacity=token_slots_for(getattr(text_config, "max_position_embeddings", None) or DEFAULT_TOKEN_CAPACITY),
+        selected=tuple(name for name in (schema.HIDDEN, schema.KEYS, schema.VALUES) if name in arrays),
     )
     if options.keep_mantissa_bits is not None:
         mantissa = LOSSY_FORMATS[plan.compute_dtype][1]

@@ -1,17 +1,17 @@
-"""Parsing and applying `--layers` and `--tokens` selections."""
+"""Parsing and applying `--layers`, `--streams`, `--arrays` and `--tokens` selections."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from capture.errors import CaptureError
-from store.schema import TokenKind, TokenSet
+from store.schema import ARRAY_SELECTION, DEFAULT_ARRAYS, TokenKind, TokenSet
 
 TOKEN_SETS = tuple(TokenSet)
 ALL = TokenSet.ALL.value  # every layer (--layers), every token (--tokens)
 
 
-def parse_layers(spec: str | None, n_layers: int) -> tuple[int, ...]:
+def parse_layers(spec: str | None, n_layers: int, option: str = "--layers") -> tuple[int, ...]:
     """'all' / None -> every layer; otherwise comma-separated indices and ranges ('0-3,7', '-1' = last)."""
     if spec is None or spec == ALL:
         return tuple(range(n_layers))
@@ -26,11 +26,28 @@ def parse_layers(spec: str | None, n_layers: int) -> tuple[int, ...]:
                 index = int(part)
                 layers.add(index + n_layers if index < 0 else index)
     except ValueError:
-        raise CaptureError(f"--layers {spec!r}: expected 'all' or indices/ranges like '0-3,7'") from None
+        raise CaptureError(f"{option} {spec!r}: expected 'all' or indices/ranges like '0-3,7'") from None
     bad = sorted(i for i in layers if not 0 <= i < n_layers)
     if bad:
-        raise CaptureError(f"--layers {spec!r}: layer(s) {bad} out of range for a {n_layers}-layer model")
+        raise CaptureError(f"{option} {spec!r}: {bad} out of range 0..{n_layers - 1}")
     return tuple(sorted(layers))
+
+
+def parse_streams(spec: str | None, layers: tuple[int, ...], n_layers: int) -> tuple[int, ...]:
+    """Hidden streams kept: None -> those of the captured `layers` (`streams_for`); 'all' -> 0..n_layers; otherwise
+    indices and ranges ('0,4-6'; '-1' = stream n_layers, the last layer's raw output)."""
+    if spec is None:
+        return streams_for(layers, n_layers)
+    return parse_layers(spec, n_layers + 1, "--streams")
+
+
+def parse_arrays(spec: str) -> tuple[str, ...]:
+    """Comma-separated `--arrays` values (hidden, keys, values, ffn), in the canonical order."""
+    chosen = {part.strip() for part in spec.split(",") if part.strip()}
+    unknown = sorted(chosen - set(ARRAY_SELECTION))
+    if unknown or not chosen:
+        raise CaptureError(f"--arrays {spec!r}: choose from {', '.join(ARRAY_SELECTION)} (comma-separated)")
+    return tuple(name for name in DEFAULT_ARRAYS if name in chosen)
 
 
 def streams_for(layers: tuple[int, ...], n_layers: int) -> tuple[int, ...]:

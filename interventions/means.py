@@ -6,9 +6,10 @@ import numpy as np
 import torch
 
 import store.reader
+from analyses.commands.options import missing_array_message
 from capture.loading import LoadedModel
 from interventions.spec import InterventionSpec, SpecError
-from store.schema import SAMPLE, TOKEN, SampleStatus, TokenKind, TokenSet
+from store.schema import HIDDEN, SAMPLE, TOKEN, CaptureConfig, SampleStatus, TokenKind, TokenSet
 
 KINDS = {TokenSet.IMAGE: [TokenKind.IMAGE], TokenSet.TEXT: [TokenKind.TEXT, TokenKind.SPECIAL]}
 
@@ -21,6 +22,8 @@ def store_mean(path, over: str) -> torch.Tensor:
         ds = store.reader.open(path)
     except (FileNotFoundError, ValueError, KeyError) as error:
         raise SpecError(f"mean_from {path}: not a readable activation store ({error})") from None
+    if HIDDEN not in ds:
+        raise SpecError(f"mean_from {missing_array_message(path, CaptureConfig.of(ds.attrs), [HIDDEN])}")
     if 0 not in ds.stream.values:
         raise SpecError(f"mean_from {path}: the store has no stream 0 (the input embeddings): capture with --layers including 0")
     chosen = ds.kind.isin(KINDS[over]) & (ds.status == SampleStatus.CAPTURED)

@@ -34,10 +34,11 @@ ESMCAT_VERSION = "0.1.0"
 ASSET_COLUMN = "url"
 COLUMNS = [
     "store_id", "model", "hub_id", "revision", "family", "dataset", "split", "n_samples", "n_captured", "arrays",
-    "layers", "tokens", "dtype", "template", "prompt_hash", ASSET_COLUMN, "size_bytes", schema.ATTR_SCHEMA_VERSION,
+    "layers", "streams", "tokens", "dtype", "template", "prompt_hash", ASSET_COLUMN, "size_bytes", schema.ATTR_SCHEMA_VERSION,
     "package_version", "created", "created_by", "added", "added_by", "checksum",
 ]
 LIST_COLUMNS = ("arrays", "tokens")  # ";"-separated; `search` matches one member
+OPTIONAL_COLUMNS = ("streams",)  # catalogs written before these columns lack them (read as empty)
 LIST_SEPARATOR = ";"
 INTEGER_COLUMNS = ("n_samples", "n_captured", "size_bytes", schema.ATTR_SCHEMA_VERSION)
 
@@ -116,6 +117,7 @@ def describe_store(location: str | Path, recorded_as: str) -> dict[str, Any]:
         "n_captured": int((root[schema.STATUS][...] == schema.SampleStatus.CAPTURED).sum()),
         "arrays": LIST_SEPARATOR.join(arrays),
         "layers": _compact_layers(list(config.layers)),
+        "streams": _compact_layers(list(config.streams)),
         "tokens": LIST_SEPARATOR.join(config.tokens),
         "dtype": config.compute_dtype,
         "template": config.template,
@@ -155,7 +157,7 @@ def read_table(csv_path: Path) -> pd.DataFrame:
     if not rows:
         raise CatalogError(f"{csv_path}:1: empty file (expected the header: {','.join(COLUMNS)})")
     header = rows[0]
-    missing = [c for c in COLUMNS if c not in header]
+    missing = [c for c in COLUMNS if c not in header and c not in OPTIONAL_COLUMNS]
     if missing:
         raise CatalogError(f"{csv_path}:1: header lacks {', '.join(missing)}")
     records = []
@@ -171,7 +173,11 @@ def read_table(csv_path: Path) -> pd.DataFrame:
             except ValueError:
                 raise CatalogError(f"{csv_path}:{number}: {column} must be an integer, got {record[column]!r}") from None
         records.append(record)
-    return pd.DataFrame(records, columns=header)
+    table = pd.DataFrame(records, columns=header)
+    for column in OPTIONAL_COLUMNS:
+        if column not in table.columns:
+            table[column] = ""
+    return table
 
 
 def _write_table(csv_path: Path, table: pd.DataFrame) -> None:

@@ -41,6 +41,9 @@ def describe(path: str | Path) -> list[str]:
         f"tokens:    sets {config.get('tokens')}; per sample min/mean/max "
         + (f"{n_tokens.min()}/{n_tokens.mean():.0f}/{n_tokens.max()}" if len(n_tokens) else "-"),
         f"layers:    {config.get('layers')} (hidden streams {config.get('streams')})",
+        f"captured:  --arrays {','.join(config.get('arrays', schema.DEFAULT_ARRAYS))}"
+        + (" (--ffn-topk 0: no FFN top-k)" if "ffn" in config.get("arrays", "ffn") and not config.get("ffn_topk", 1)
+           else ""),
         f"prompt:    template={config.get('template')!r} prompt={config.get(schema.PROMPT)!r} prefix={config.get('prefix')!r} "
         f"prompt_set={config.get('prompt_set')!r} visual_prefix={config.get('visual_prefix', False)}",
         f"unit:      one sample per {UNIT_NAMES.get(config.get('samples', 'images'))}"

@@ -65,6 +65,8 @@ class StorePlan:
     # resizes an array while another writes (several ranks share a store). The finished store is cut to the
     # longest captured sample (`store.writer.finalize`); slots never written cost nothing on disk.
     token_capacity: int = TOKEN_BLOCK
+    # Which of hidden, keys and values are written (`--arrays`; FFN top-k is `ffn_topk` > 0).
+    selected: tuple[str, ...] = (schema.HIDDEN, schema.KEYS, schema.VALUES)
 
     @property
     def n_shards(self) -> int:
@@ -89,7 +91,7 @@ class StorePlan:
             schema.BOX_COORD: 4, schema.IMAGE: self.max_images, schema.HEAD: self.n_heads,
             schema.NEXT_K: self.next_token_topk,
         }
-        names = [schema.HIDDEN, schema.KEYS, schema.VALUES]
+        names = [name for name in (schema.HIDDEN, schema.KEYS, schema.VALUES) if name in self.selected]
         if self.ffn_topk:
             names += [schema.FFN_TOPK_INDEX, schema.FFN_TOPK_VALUE]
         if self.keys_prerope:

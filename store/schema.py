@@ -30,7 +30,7 @@ the final norm (transformers' last `hidden_states` entry is after the norm).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -80,6 +80,22 @@ ACTIVATION_DIMS: dict[str, tuple[str, ...]] = {
     NEXT_TOKEN_TOPK_INDEX: (SAMPLE, NEXT_K),
     NEXT_TOKEN_TOPK_LOGIT: (SAMPLE, NEXT_K),
 }
+# `--arrays`: the main activation arrays a capture may keep, by the name the option takes (keys alone serve Liu et
+# al.'s variance; hidden states the cosine, lens and norm analyses). "ffn" is the FFN top-k pair (with --ffn-topk > 0).
+ARRAY_SELECTION: dict[str, tuple[str, ...]] = {
+    HIDDEN: (HIDDEN,), KEYS: (KEYS,), VALUES: (VALUES,), "ffn": (FFN_TOPK_INDEX, FFN_TOPK_VALUE)}
+DEFAULT_ARRAYS = tuple(ARRAY_SELECTION)  # every one: what a capture keeps unless told otherwise
+# The capture option that stores each optional array not in ARRAY_SELECTION.
+OPTIONAL_ARRAY_OPTIONS: dict[str, str] = {
+    KEYS_PREROPE: "--keys-prerope", FFN_DENSE: "--ffn-dense-tokens SETS", ATTENTION_LAST: "--attention-last",
+    NEXT_TOKEN_TOPK_INDEX: "--next-token-topk K", NEXT_TOKEN_TOPK_LOGIT: "--next-token-topk K"}
+
+
+def selection_of(array: str) -> str | None:
+    """The `--arrays` value that captures `array` (None for arrays kept by another option)."""
+    return next((choice for choice, names in ARRAY_SELECTION.items() if array in names), None)
+
+
 # Activation arrays kept in a fixed dtype rather than the compute dtype.
 FIXED_DTYPES: dict[str, str] = {FFN_TOPK_INDEX: "int32", ATTENTION_LAST: "float32", NEXT_TOKEN_TOPK_INDEX: "int32",
                                 NEXT_TOKEN_TOPK_LOGIT: "float32"}
@@ -262,7 +278,8 @@ class CaptureConfig:
     n_samples: int
     sample_ids_sha256: str = ""  # of the sample ids joined by newlines: the exact records captured
     layers: tuple[int, ...]  # decoder layers of keys, values and FFN coefficients
-    streams: tuple[int, ...]  # residual streams of `hidden`
+    streams: tuple[int, ...]  # residual streams of `hidden` (none when hidden is not captured)
+    arrays: tuple[str, ...] = DEFAULT_ARRAYS  # --arrays: the ARRAY_SELECTION entries requested
     tokens: tuple[str, ...]  # token sets stored (schema.TokenSet values)
     ffn_topk: int = 0
     ffn_topk_order: str = FFN_TOPK_ORDER
@@ -313,7 +330,7 @@ class CaptureConfig:
         return cls.from_attrs(attrs.get(ATTR_CAPTURE_CONFIG) or {})
 
 
-TUPLE_FIELDS = ("layers", "streams", "tokens", "ffn_dense_tokens")
+TUPLE_FIELDS = ("layers", "streams", "tokens", "ffn_dense_tokens", "arrays")
 # The fields that decide a sample's prompt (a catalog row hashes them).
 PROMPT_FIELDS = ("template", "prefix", "prompt", "prompt_set", "visual_prefix", "samples", "text_only")
 
@@ -329,6 +346,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def differing_fields(stored: dict[str, Any] | None, wanted: dict[str, Any]) -> list[str]:
-    """Names of the fields whose recorded values differ between two `capture_config` attributes."""
-    stored = stored or {}
+    """Names of the fields whose recorded values differ between two `capture_config` attributes. A field the
+    stored config lacks (recorded before the field existed) counts as its default value."""
+    defaults = {f.name: _jsonable(f.default) for f in fields(CaptureConfig) if f.default is not MISSING}
+    stored = {**{k: v for k, v in defaults.items() if k in wanted}, **(stored or {})}
     return sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))

@@ -10,10 +10,8 @@ import zarr
 from store import location, schema
 from store.layout import TOKEN_BLOCK, token_slots_for
 
-REQUIRED_ARRAYS = [schema.HIDDEN, schema.KEYS, schema.VALUES,
-                   *(f for f in schema.TOKEN_TABLE_FIELDS if f not in schema.OPTIONAL_TOKEN_FIELDS), schema.TOKEN_BOX,
+REQUIRED_ARRAYS = [*(f for f in schema.TOKEN_TABLE_FIELDS if f not in schema.OPTIONAL_TOKEN_FIELDS), schema.TOKEN_BOX,
                    *schema.SAMPLE_FIELDS, schema.LAYER, schema.STREAM]
-FFN_TOPK_ARRAYS = [schema.FFN_TOPK_INDEX, schema.FFN_TOPK_VALUE]  # unless captured with --ffn-topk 0
 REQUIRED_PROVENANCE = ["model_dir", "model_config", "processor", "versions", "created"]
 
 
@@ -44,8 +42,10 @@ def validate(path: str | Path) -> list[str]:
     config = schema.CaptureConfig.from_attrs(recorded)
     members = set(root.array_keys())
     has_topk = bool(recorded.get("ffn_topk", 1))  # stores from before --ffn-topk 0 existed always kept top-k
-    required = REQUIRED_ARRAYS + (FFN_TOPK_ARRAYS if has_topk else [])
-    problems += [f"missing array {name!r}" for name in required if name not in members]
+    problems += [f"missing array {name!r}" for name in REQUIRED_ARRAYS + _selected_arrays(config, has_topk)
+                 if name not in members]
+    problems += [f"array {name!r} is stored but not in {schema.ATTR_CAPTURE_CONFIG} arrays {list(config.arrays)}"
+                 for name in members if (choice := schema.selection_of(name)) and choice not in config.arrays]
     if problems:
         return problems
 
@@ -57,6 +57,11 @@ def validate(path: str | Path) -> list[str]:
     problems += _check_samples(root)
     problems += _check_lens(root, config, sizes, has_topk or bool(config.ffn_dense_tokens))
     return problems
+
+
+def _selected_arrays(config: schema.CaptureConfig, has_topk: bool) -> list[str]:
+    """The activation arrays `--arrays` asked for (FFN top-k only with --ffn-topk above 0)."""
+    return [name for choice in config.arrays if choice != "ffn" or has_topk for name in schema.ARRAY_SELECTION[choice]]
 
 
 def _check_arrays(root: zarr.Group, names: list[str], config: schema.CaptureConfig, sizes: dict[str, int]) -> list[str]:
@@ -86,6 +91,8 @@ def _check_arrays(root: zarr.Group, names: list[str], config: schema.CaptureConf
                 problems.append(f"{name}: missing {schema.ATTR_LOGICAL_DTYPE}={logical!r} attribute")
     if list(root[schema.LAYER][...]) != list(config.layers):
         problems.append(f"layer coordinate differs from {schema.ATTR_CAPTURE_CONFIG} layers")
+    if list(root[schema.STREAM][...]) != list(config.streams):
+        problems.append(f"stream coordinate differs from {schema.ATTR_CAPTURE_CONFIG} streams")
     return problems
 
 
@@ -144,7 +151,7 @@ def _check_lens(root: zarr.Group, config: schema.CaptureConfig, sizes: dict[str,
         return problems
     if schema.ATTR_NORM_EPS not in lens.attrs:
         problems.append("lens/ lacks the final norm epsilon attribute")
-    d_model = sizes.get(schema.D_MODEL)
+    d_model = sizes.get(schema.D_MODEL, lens[schema.LENS_NORM_WEIGHT].shape[0])  # no hidden states: the lens's own
     if lens[schema.LENS_NORM_WEIGHT].shape != (d_model,):
         problems.append(f"lens/{schema.LENS_NORM_WEIGHT}: shape {lens[schema.LENS_NORM_WEIGHT].shape}, d_model {d_model}")
     vocab, width = lens[schema.LENS_UNEMBEDDING].shape

@@ -258,7 +258,7 @@ class ShardWriter:
         # which are rare.
         self.arrays = {spec.name: root[spec.name].with_config({"write_empty_chunks": True}) for spec in plan.arrays()}
         self.token_axes = {spec.name: spec.dims.index(schema.TOKEN) for spec in plan.arrays() if spec.has_token_axis}
-        self.capacity = self.arrays[schema.KEYS].shape[self.token_axes[schema.KEYS]]
+        self.capacity = self.arrays[schema.TOKEN_ID].shape[self.token_axes[schema.TOKEN_ID]]
         # Sharded arrays of local stores are written through tensorstore (store.shard_io); the rest through zarr.
         self.tensorstores = {spec.name: shard_io.open_array(path) for spec in plan.arrays() if spec.shards is not None
                              and (path := shard_io.local_array_path(self.arrays[spec.name])) is not None}

@@ -49,6 +49,21 @@ def captured_store(cache_home: Path, synthetic_root: Path, tmp_path_factory: pyt
 
 
 @pytest.fixture(scope="session")
+def selection_stores(cache_home: Path, synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """fp32 captures of 2 synthetic-coco samples (one per shard) that differ only in `--arrays` / `--streams`: "full"
+    (the default), "keys" (`--arrays keys`) and "streams" (`--arrays hidden --streams 0,2`)."""
+    from capture.options import CaptureOptions
+    from capture.run import run_capture
+
+    folder = tmp_path_factory.mktemp("selection")
+    selections = {"full": {}, "keys": {"arrays": "keys"}, "streams": {"arrays": "hidden", "streams": "0,2"}}
+    for name, selection in selections.items():
+        run_capture(CaptureOptions(model="tiny-llava-ov", dataset="synthetic-coco", data_root=synthetic_root, limit=2,
+                                   dtype="fp32", batch_size=1, out=folder / f"{name}.zarr", progress=False, **selection))
+    return {name: folder / f"{name}.zarr" for name in selections}
+
+
+@pytest.fixture(scope="session")
 def tiny_model(cache_home: Path) -> Callable[[str], Any]:
     """`tiny_model(name)`: the tiny model `name` in fp32 on CPU, loaded once per session."""
     from capture.loading import load_model, resolve_model

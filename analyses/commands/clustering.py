@@ -10,10 +10,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-import store.reader
 from analyses import clustering, figures, heads, intervals
 from analyses.command import Command
-from analyses.commands.options import VectorOptions
+from analyses.commands.options import VectorOptions, open_store
 from analyses.commands.summary import title
 from analyses.ground_truth import object_masks
 from analyses.labels import image_sets_by_label, labels_per_sample
@@ -49,7 +48,7 @@ class Clustering(Command):
     Options = ClusteringOptions
 
     def run(self, options: ClusteringOptions, output: Output) -> None:
-        ds = store.reader.open(options.store)
+        ds = open_store(options.store, options.array)
         summary: dict[str, Any] = {"store": str(options.store), "array": options.array,
                                    "co_segmentation": _co_segmentation(ds, options, output)}
         labels = sorted({label for found in labels_per_sample(ds).values() for label in found})

@@ -7,10 +7,9 @@ from typing import Any
 
 import xarray as xr
 
-import store.reader
 from analyses import correspondence, figures, neighbours
 from analyses.command import Command
-from analyses.commands.options import VectorOptions
+from analyses.commands.options import VectorOptions, open_store
 from analyses.commands.summary import best, title
 from analyses.output import Output
 from store.arguments import option
@@ -33,7 +32,7 @@ class Correspondence(Command):
     Options = CorrespondenceOptions
 
     def run(self, options: CorrespondenceOptions, output: Output) -> None:
-        ds = store.reader.open(options.store)
+        ds = open_store(options.store, options.array)
         summary: dict[str, Any] = {"store": str(options.store), "array": options.array}
         pairs = correspondence.keypoint_pairs(ds)
         if pairs:

@@ -10,15 +10,15 @@ from typing import Any
 
 import xarray as xr
 
-import store.reader
 from analyses import cosine, figures
 from analyses.command import Command
+from analyses.commands.options import open_store
 from analyses.intervals import as_json
 from analyses.output import Output
 from store import location
 from store.arguments import option
 from store.location import Location
-from store.schema import PROMPT, STREAM, CaptureConfig
+from store.schema import HIDDEN, PROMPT, STREAM, CaptureConfig
 
 SUMMARY_FIELDS = ("mean", "low", "high", "std", "q25", "q75", "n_samples")  # of cosine.summarise, in the JSON
 
@@ -47,7 +47,7 @@ class Cosine(Command):
         results: dict[str, dict[str, xr.Dataset]] = {}
         summaries: dict[str, Any] = {}
         for index, path in enumerate(options.store):
-            ds = store.reader.open(path)
+            ds = open_store(path, HIDDEN)
             label = names[index] if index < len(names) else _default_label(ds)
             results[label] = _store_curves(ds, options.text)
             summaries[label] = {"store": str(path), **{

@@ -12,13 +12,13 @@ import xarray as xr
 import store.reader
 from analyses import ffn_memory, figures
 from analyses.command import Command
-from analyses.commands.options import StoreOptions
+from analyses.commands.options import StoreOptions, open_store
 from analyses.commands.summary import title
 from analyses.intervals import as_json
 from analyses.lens import Lens
 from analyses.output import Output, markdown_table
 from store.arguments import option
-from store.schema import LAYER, LENS_DOWN_PROJ, CaptureConfig
+from store.schema import FFN_TOPK_INDEX, FFN_TOPK_VALUE, LAYER, LENS_DOWN_PROJ, CaptureConfig
 
 AGREEMENT_PANELS = {  # figure panel -> label -> variable of value_agreement
     "agreement rate": {"top keys": "agreement", "random values": "agreement_random",
@@ -44,7 +44,7 @@ class FfnMemory(Command):
     def run(self, options: FfnMemoryOptions, output: Output) -> None:
         from analyses.label_embeddings import embed_labels
 
-        ds = store.reader.open(options.store)
+        ds = open_store(options.store, FFN_TOPK_INDEX, FFN_TOPK_VALUE)
         lens_ds = store.reader.open_lens(options.store)
         lens = Lens.from_store(lens_ds, CaptureConfig.of(ds.attrs).compute_dtype)
         down_proj = lens_ds[LENS_DOWN_PROJ]

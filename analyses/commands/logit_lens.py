@@ -14,14 +14,14 @@ import store.reader
 from analyses import figures
 from analyses import lens as logit_lens
 from analyses.command import Command
-from analyses.commands.options import StoreOptions
+from analyses.commands.options import StoreOptions, open_store
 from analyses.commands.summary import title
 from analyses.intervals import as_json
 from analyses.output import Output
 from analyses.tokens import captured_samples, n_images, sample_annotation
 from store import annotation as ann
 from store.arguments import option
-from store.schema import CaptureConfig
+from store.schema import HIDDEN, CaptureConfig
 
 LISTED_SAMPLES = 20  # samples whose top tokens the JSON lists
 
@@ -41,7 +41,7 @@ class LogitLens(Command):
     Options = LogitLensOptions
 
     def run(self, options: LogitLensOptions, output: Output) -> None:
-        ds = store.reader.open(options.store)
+        ds = open_store(options.store, HIDDEN)
         lens = logit_lens.Lens.from_store(store.reader.open_lens(options.store), CaptureConfig.of(ds.attrs).compute_dtype)
         samples = [int(s) for s in captured_samples(ds) if n_images(ds, s) >= 1]
         if not samples:

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import store.reader
 from analyses import figures, norm_attention
 from analyses.command import Command
-from analyses.commands.options import StoreOptions
+from analyses.commands.options import StoreOptions, open_store
 from analyses.commands.summary import title
 from analyses.intervals import as_json
 from analyses.output import Output
 from analyses.tokens import captured_samples
 from store.arguments import option
-from store.schema import SAMPLE, TokenKind
+from store.schema import ATTENTION_LAST, SAMPLE, VALUES, TokenKind
 
 COMPARED_KINDS = (TokenKind.IMAGE, TokenKind.TEXT)  # the kinds drawn in the norm vs weight figure
 SERIES = {"norm_share": "norm-based", "weight_share": "attention weight",
@@ -31,7 +31,7 @@ class NormAttention(Command):
     Options = NormAttentionOptions
 
     def run(self, options: NormAttentionOptions, output: Output) -> None:
-        ds = store.reader.open(options.store)
+        ds = open_store(options.store, ATTENTION_LAST, VALUES)
         lens = store.reader.open_lens(options.store)
         result = norm_attention.norm_based_attention(ds, lens, [int(s) for s in captured_samples(ds)])
         shares = norm_attention.by_kind(result, ds.kind)

@@ -10,10 +10,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-import store.reader
 from analyses import figures, heads, probing
 from analyses.command import Command
-from analyses.commands.options import VectorOptions
+from analyses.commands.options import VectorOptions, open_store
 from analyses.commands.summary import title
 from analyses.ground_truth import object_masks
 from analyses.labels import image_sets_by_label
@@ -46,7 +45,7 @@ class Probing(Command):
     Options = ProbingOptions
 
     def run(self, options: ProbingOptions, output: Output) -> None:
-        ds = store.reader.open(options.store)
+        ds = open_store(options.store, options.array)
         summary: dict[str, Any] = {"store": str(options.store), "array": options.array,
                                    "best_head": "chosen on the selection half of the units, reported on the other",
                                    "baseline": BASELINE if _has_stream_zero(ds) else None}
@@ -116,7 +115,7 @@ def _text_segmentation(ds: xr.Dataset, sets: dict[str, list[int]], options: Prob
                        output: Output) -> dict[str, Any]:
     """Each label's images segmented by the value of its name in the text store, halved into selection and report
     images per label: the summary entry, when a label of `sets` has a sample there."""
-    text_ds = store.reader.open(options.text_store)
+    text_ds = open_store(options.text_store, options.array)
     by_label = {str(t).removeprefix(CATEGORY_PREFIX): i for i, t in enumerate(text_ds.sample_id.values)}
     found = {label: samples for label, samples in sets.items() if label in by_label}
     if not found:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import store.reader
 from analyses import figures, token_norms
 from analyses.command import Command
-from analyses.commands.options import StoreOptions
+from analyses.commands.options import StoreOptions, open_store
 from analyses.commands.summary import title
 from analyses.output import Output
+from store.schema import HIDDEN
 
 
 class TokenNorms(Command):
@@ -17,7 +17,7 @@ class TokenNorms(Command):
     Options = StoreOptions
 
     def run(self, options: StoreOptions, output: Output) -> None:
-        ds = store.reader.open(options.store)
+        ds = open_store(options.store, HIDDEN)
         norms = token_norms.hidden_norms(ds)
         by_kind = token_norms.mean_norm_by_kind(norms, ds.kind).compute()
         registers = token_norms.register_fraction(norms, ds.kind).compute()

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import xarray as xr
 
-import store.reader
 from analyses import figures, variance
 from analyses.command import Command
-from analyses.commands.options import StoreOptions
+from analyses.commands.options import StoreOptions, open_store
 from analyses.output import Output
 from analyses.tokens import captured_samples
 from store.arguments import option
@@ -41,7 +40,7 @@ class Variance(Command):
     Options = VarianceOptions
 
     def run(self, options: VarianceOptions, output: Output) -> None:
-        ds = store.reader.open(options.store)
+        ds = open_store(options.store, options.array)
         part = None if options.part == ALL_PARTS else ImagePart[options.part.upper()]
         values = variance.key_variance(ds, options.array, part, options.allow_rotated).compute()
         chosen = variance.choose_threshold(values.values, options.method, options.threshold)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import xarray as xr
 
+import store.reader
+from analyses import variance
 from analyses.__main__ import main
+from store.schema import KEYS, ImagePart
 
 from .conftest import PLANTED_HEADS
 
@@ -116,3 +120,29 @@ def test_probing_cli(plain_store, category_text_store, correspondence_store, tmp
     assert main(["probing", "--store", str(correspondence_store), "--out", str(tmp_path / "c")]) == 0
     choice = json.loads((tmp_path / "c" / "probing.json").read_text())["paired_choice"]
     assert choice["n_trials"] == 6 and choice["best"]["n"] == 3 and choice["best"]["method"].startswith("exact")
+
+
+def test_variance_runs_on_a_keys_only_store(selection_stores, tmp_path):
+    assert main(["variance", "--store", str(selection_stores["keys"]), "--out", str(tmp_path), "--method", "valley"]) == 0
+    values = xr.open_zarr(tmp_path / "key_variance.zarr", consolidated=False).key_variance
+    expected = variance.key_variance(store.reader.open(selection_stores["full"]), KEYS, ImagePart.BASE).compute()
+    assert values.shape == (2, 2)
+    np.testing.assert_array_equal(values.values, expected.values)  # as from the full capture's keys
+
+
+@pytest.mark.parametrize(("command", "missing", "arrays"), [
+    (["cosine"], "'hidden'", "--arrays hidden,keys"), (["token-norms"], "'hidden'", "--arrays hidden,keys"),
+    (["logit-lens"], "'hidden'", "--arrays hidden,keys"),
+    (["ffn-memory"], "'ffn_topk_index', 'ffn_topk_value'", "--arrays keys,ffn"),
+    (["norm-attention"], "'attention_last', 'values'", "--arrays keys,values and --attention-last"),
+    (["correspondence", "--array", "values"], "'values'", "--arrays keys,values"),
+    (["probing", "--array", "hidden"], "'hidden'", "--arrays hidden,keys"),
+    (["clustering", "--array", "values"], "'values'", "--arrays keys,values")])
+def test_an_analysis_refuses_a_store_without_its_arrays_in_one_line(selection_stores, tmp_path, capsys, command,
+                                                                    missing, arrays):
+    store = selection_stores["keys"]
+    assert main([command[0], "--store", str(store), "--out", str(tmp_path), *command[1:]]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {command[0]}: {store} holds no {missing} "
+                                               f"array{'s' if ',' in missing else ''} (captured with --arrays keys): "
+                                               f"recapture with {arrays}")
+    assert not any(tmp_path.iterdir())  # nothing written

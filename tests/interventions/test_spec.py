@@ -74,3 +74,11 @@ def test_what_a_spec_needs_and_records():
     plain = parse_spec({"knockout": [{"queries": "text", "keys": "image:base", "layers": [0]}]})
     assert not plain.needs_norms and not plain.randomised and plain.object_region == "auto"
     assert parse_spec(register.as_dict()) == register  # the recorded form reads back the same
+
+
+def test_a_mean_from_a_store_without_hidden_states_is_refused_in_one_line(selection_stores):
+    from interventions.means import store_mean
+
+    with pytest.raises(SpecError, match=r"^mean_from .*keys.zarr holds no 'hidden' array \(captured with --arrays "
+                                        r"keys\): recapture with --arrays hidden,keys$"):
+        store_mean(selection_stores["keys"], "image")

@@ -127,6 +127,22 @@ def test_malformed_catalogs_name_the_line(team):
         Catalog.read(root / "catalogs" / "team")
 
 
+def test_selection_columns_are_searchable_and_old_catalogs_read(selection_stores, tmp_path):
+    catalog = tmp_path / "catalogs" / "team"
+    keys, full = add(catalog, selection_stores["keys"], absolute=True), add(catalog, selection_stores["full"], absolute=True)
+    assert (keys["arrays"], keys["streams"]) == ("keys", "") and full["streams"] == "0-2"
+    subset = add(catalog, selection_stores["streams"], absolute=True)
+    assert (subset["arrays"], subset["streams"]) == ("hidden", "0,2")
+    table = Catalog.read(catalog)
+    assert len(table.search(arrays="keys")) == 2 and len(table.search(arrays="hidden")) == 2
+    assert len(table.search(streams="0,2")) == 1
+    csv_path = catalog.with_suffix(".csv")  # a catalog written before the streams column
+    old = read_table(csv_path).drop(columns=["streams"])
+    old.to_csv(csv_path, index=False)
+    assert list(read_table(csv_path)["streams"]) == ["", "", ""]
+    assert len(Catalog.read(catalog).search(arrays="keys")) == 2
+
+
 def _add_worker(args):
     catalog, stores = args
     for path in stores:
