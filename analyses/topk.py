@@ -25,18 +25,25 @@ INPUT_DTYPES = ("auto", "float32", "bfloat16")
 
 def exact_products(queries: np.ndarray, matrix: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
     """(n, rows) float64 products of float32 `queries` (n, d) and `matrix` (rows, d), plus `bias` (rows,): the
-    reference the float32 paths are compared with (float64 rounding is 2**29 times finer)."""
-    out = queries.astype(np.float64) @ matrix.astype(np.float64).T
-    return out + bias.astype(np.float64) if bias is not None else out
+    reference the float32 paths are compared with (float64 rounding is 2**29 times finer). Blocked over rows."""
+    return _float64_products(queries, matrix, bias, absolute=False)
 
 
 def rounding_bound(queries: np.ndarray, matrix: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
     """(n, rows) bound on |float32 product - exact product| of `queries` (n, d) @ `matrix` (rows, d).T (+ bias) for
     any summation order: d * eps32 * (|queries| @ |matrix|.T + |bias|)."""
-    magnitude = np.abs(queries.astype(np.float64)) @ np.abs(matrix.astype(np.float64)).T
-    if bias is not None:
-        magnitude = magnitude + np.abs(bias.astype(np.float64))
-    return queries.shape[-1] * EPS32 * magnitude
+    return queries.shape[-1] * EPS32 * _float64_products(queries, matrix, bias, absolute=True)
+
+
+def _float64_products(queries: np.ndarray, matrix: np.ndarray, bias: np.ndarray | None, absolute: bool) -> np.ndarray:
+    """queries @ matrix.T + bias in float64 (of absolute values when `absolute`), `VOCAB_BLOCK` matrix rows at a time
+    (a float64 copy of a whole unembedding would be 4 GB)."""
+    sign = np.abs if absolute else np.asarray
+    left = sign(queries.astype(np.float64))
+    out = np.empty((len(queries), len(matrix)), np.float64)
+    for start in range(0, len(matrix), VOCAB_BLOCK):
+        out[:, start:start + VOCAB_BLOCK] = left @ sign(matrix[start:start + VOCAB_BLOCK].astype(np.float64)).T
+    return out + sign(bias.astype(np.float64)) if bias is not None else out
 
 
 @dataclass(frozen=True)
