@@ -11,6 +11,7 @@ from functools import cache
 
 import faiss
 import numpy as np
+import torch
 
 METRICS = ("cosine", "l2", "dot")
 
@@ -63,8 +64,6 @@ def nearest_batched(queries: np.ndarray, database: np.ndarray, metric: str = "co
     leading index (e.g. layer, KV head) at once: one batched float32 torch matmul instead of one faiss search per
     unit (on CPU those searches cost more in per-call and thread start-up than in arithmetic; numpy's stacked
     matmul does not reach BLAS). Ties: the lowest index."""
-    import torch
-
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r} (choose from {', '.join(METRICS)})")
     q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
