@@ -133,13 +133,16 @@ def object_match_rate(ds: xr.Dataset, pairs: list[KeypointPair], array: str = VA
 
 def _nearest_per_unit(src_vectors: xr.DataArray, tgt_vectors: xr.DataArray, rows: np.ndarray, metric: str,
                       device: str) -> np.ndarray:
-    """(layer, kv_head, len(rows)): for each unit, the target token nearest to each source token `rows`."""
-    nearest = np.zeros((*src_vectors.shape[:2], len(rows)), np.int64)
-    for li in range(src_vectors.shape[0]):
-        for hi in range(src_vectors.shape[1]):
-            nearest[li, hi] = neighbours.search(src_vectors.values[li, hi, rows], tgt_vectors.values[li, hi], 1,
-                                                metric, device)[1][:, 0]
-    return nearest
+    """(layer, kv_head, len(rows)): for each unit, the target token nearest to each source token `rows`. On CPU every
+    unit in one batched matmul; faiss per unit where a GPU is asked for or found."""
+    if device == "gpu" or (device == "auto" and neighbours.gpu_count() > 0):
+        nearest = np.zeros((*src_vectors.shape[:2], len(rows)), np.int64)
+        for li in range(src_vectors.shape[0]):
+            for hi in range(src_vectors.shape[1]):
+                nearest[li, hi] = neighbours.search(src_vectors.values[li, hi, rows], tgt_vectors.values[li, hi], 1,
+                                                    metric, device)[1][:, 0]
+        return nearest
+    return neighbours.nearest_batched(src_vectors.values[:, :, rows], tgt_vectors.values, metric)
 
 
 def _inside(centres: np.ndarray, box: tuple[float, float, float, float], image_size: tuple[int, int]) -> np.ndarray:

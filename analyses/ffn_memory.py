@@ -28,6 +28,7 @@ import xarray as xr
 from analyses import intervals
 from analyses.lens import Lens, matches
 from analyses.tokens import captured_samples, sample_annotation
+from analyses.topk import Projector, torch_device
 from store import annotation as ann
 from store.schema import FFN_K, FFN_UNIT, LAYER, NEXT_TOKEN_TOPK_INDEX, POSITION, SAMPLE, SEQ_LEN
 
@@ -139,12 +140,18 @@ def value_logits(lens: Lens, down_proj: np.ndarray, keys: np.ndarray) -> np.ndar
     return out + lens.bias if lens.bias is not None else out
 
 
-def value_top_tokens(lens: Lens, down_proj: np.ndarray, units: np.ndarray, top: int = 3) -> np.ndarray:
-    """(len(units), top) ids of the highest logits of each unit's value vector, best first."""
-    logits = value_logits(lens, down_proj, units)
-    best = np.argpartition(-logits, top - 1, axis=1)[:, :top]
-    order = np.argsort(-np.take_along_axis(logits, best, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(best, order, axis=1)
+def value_projector(lens: Lens, device: str = "cpu", threads: int | None = None) -> Projector:
+    """The unembedding (float32) on `device`, for the value projections (down_proj columns are the model's weights,
+    not rounded to its compute dtype, so float32 inputs)."""
+    return Projector(lens.unembedding, lens.bias, torch_device(device, threads))
+
+
+def value_top_tokens(lens: Lens, down_proj: np.ndarray, units: np.ndarray, top: int = 3,
+                     project: Projector | None = None) -> np.ndarray:
+    """(len(units), top) ids of the highest logits of each unit's value vector, best first: the torch blocked top-k
+    (`project`, default the lens on CPU) of `value_logits`' products."""
+    project = project or value_projector(lens)
+    return project.top_k(down_proj[:, units].astype(np.float32).T, top)[0]
 
 
 def _agrees(ids: np.ndarray, row: object, lens: Lens) -> bool:
@@ -156,14 +163,15 @@ def _agrees(ids: np.ndarray, row: object, lens: Lens) -> bool:
 
 
 def key_value_hits(keys: xr.DataArray, prefixes: pd.DataFrame, lens: Lens, down_proj: xr.DataArray,
-                   embeddings: dict[str, np.ndarray] | None = None, top: int = 3) -> xr.Dataset:
+                   embeddings: dict[str, np.ndarray] | None = None, top: int = 3,
+                   project: Projector | None = None) -> xr.Dataset:
     """Per (prefix, layer, rank) activated key: `agrees`, 1 when its value's top-`top` tokens include the prefix's
     label, and `cosine`, the embedding cosine of the value's top token with the label (NaN without `embeddings`)."""
     shape = (len(prefixes), len(keys.layer), keys.sizes["rank"])
     agrees, cosines = np.zeros(shape), np.full(shape, np.nan)
     for li, layer in enumerate(keys.layer.values):
         chosen = keys.values[:, li, :]
-        best = value_top_tokens(lens, np.asarray(down_proj.sel(layer=layer).values), chosen.ravel(), top)
+        best = value_top_tokens(lens, np.asarray(down_proj.sel(layer=layer).values), chosen.ravel(), top, project)
         best = best.reshape(*chosen.shape, top)
         _embed_tokens(embeddings, lens, best[..., 0])
         for p, row in enumerate(prefixes.itertuples()):
@@ -177,7 +185,7 @@ def key_value_hits(keys: xr.DataArray, prefixes: pd.DataFrame, lens: Lens, down_
 
 def random_value_hits(prefixes: pd.DataFrame, lens: Lens, down_proj: xr.DataArray, layers: np.ndarray,
                       embeddings: dict[str, np.ndarray] | None = None, n_values: int = 3, n_draws: int = 100,
-                      top: int = 3, seed: int = 0) -> xr.Dataset:
+                      top: int = 3, seed: int = 0, project: Projector | None = None) -> xr.Dataset:
     """Jung et al.'s baseline, drawn `n_draws` times: per draw and layer, `n_values` FFN units drawn uniformly and
     shared by every prefix; `agreement` and `cosine` (draw, layer) are the means over (prefix, unit) of the same
     scores `key_value_hits` gives the activated keys."""
@@ -188,7 +196,7 @@ def random_value_hits(prefixes: pd.DataFrame, lens: Lens, down_proj: xr.DataArra
     mean_label = np.mean([embeddings[label] for label in labels], axis=0) if embeddings is not None else None
     for li, layer in enumerate(layers):
         units = rng.integers(0, n_units, size=(n_draws, n_values))
-        best = value_top_tokens(lens, np.asarray(down_proj.sel(layer=layer).values), units.ravel(), top)
+        best = value_top_tokens(lens, np.asarray(down_proj.sel(layer=layer).values), units.ravel(), top, project)
         best = best.reshape(n_draws, n_values, top)
         _embed_tokens(embeddings, lens, best[..., 0])
         for d in range(n_draws):
@@ -202,14 +210,14 @@ def random_value_hits(prefixes: pd.DataFrame, lens: Lens, down_proj: xr.DataArra
 
 def value_agreement(keys: xr.DataArray, prefixes: pd.DataFrame, lens: Lens, down_proj: xr.DataArray,
                     embeddings: dict[str, np.ndarray] | None = None, top: int = 3, n_draws: int = 100,
-                    seed: int = 0) -> xr.Dataset:
+                    seed: int = 0, project: Projector | None = None) -> xr.Dataset:
     """Per layer: `agreement` and `cosine` of the activated keys' values (means over (prefix, key), intervals by a
     cluster bootstrap over prefixes), `agreement_random` / `cosine_random` for random values (mean and central 95%
     of `n_draws` draws), and, when the prefixes say whether the model predicts their label, `agreement_predicted`
     and `agreement_unpredicted` over those two groups. Each as NAME, NAME_low, NAME_high, NAME_n."""
-    hits = key_value_hits(keys, prefixes, lens, down_proj, embeddings, top)
+    hits = key_value_hits(keys, prefixes, lens, down_proj, embeddings, top, project)
     random = random_value_hits(prefixes, lens, down_proj, keys.layer.values, embeddings, keys.sizes["rank"], n_draws,
-                               top, seed)
+                               top, seed, project)
     layers = keys.layer.values
     groups = {"": np.ones(len(prefixes), bool)}
     if PREDICTED in prefixes:
@@ -263,7 +271,8 @@ def _embed_one(embeddings: dict[str, np.ndarray], word: str) -> np.ndarray:
 
 
 def coherent_pairs(table: pd.DataFrame, coherence: pd.DataFrame, lens: Lens, down_proj: xr.DataArray,
-                   min_cosine: float = 0.5, min_prefixes: int = 3, top: int = 3) -> pd.DataFrame:
+                   min_cosine: float = 0.5, min_prefixes: int = 3, top: int = 3,
+                   project: Projector | None = None) -> pd.DataFrame:
     """Table 4 style: keys whose top labels are coherent (mean pairwise cosine >= `min_cosine`, at least
     `min_prefixes` prefixes) and whose value's top-`top` tokens name one of those labels."""
     mean_cosine = coherence[coherence[COHERENCE_KIND] == "labels"].groupby([LAYER, "key"]).cosine.mean()
@@ -272,8 +281,9 @@ def coherent_pairs(table: pd.DataFrame, coherence: pd.DataFrame, lens: Lens, dow
         score = mean_cosine.get((record.layer, record.key))
         if score is None or score < min_cosine or record.n_prefixes < min_prefixes:
             continue
-        logits = value_logits(lens, np.asarray(down_proj.sel(layer=record.layer).values), np.array([record.key]))[0]
-        tokens = [lens.vocabulary[i] for i in np.argsort(-logits)[:top]]
+        best = value_top_tokens(lens, np.asarray(down_proj.sel(layer=record.layer).values), np.array([record.key]), top,
+                                project)[0]
+        tokens = [lens.vocabulary[i] for i in best]
         if any(matches(t, label) for t in tokens for label in record.top_labels):
             rows.append({"key": f"k{record.key}@{record.layer}", "value_top_tokens": tokens,
                          "top_labels": [f"{label} ({share:.1%})" for label, share in zip(record.top_labels, record.shares,

@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
         f"on disk ({on_disk / ram_bytes():.2f} x RAM), written in {write_seconds:.0f} s ({written / write_seconds / 1e6:,.0f} "
         f"MB/s). Page cache {'dropped before every run' if cold else 'NOT dropped (--quick, or not root): reads may be cached'}. "
         "Variance: L2 variance of base-view image keys per (layer, KV head), Otsu split. Correspondence: PCK@0.1 of "
-        f"{KEYPOINTS_PER_PAIR} keypoints per pair of samples, per (layer, KV head), faiss k=1 on values. "
+        f"{KEYPOINTS_PER_PAIR} keypoints per pair of samples, per (layer, KV head), nearest value token by cosine "
+        "(on CPU one batched torch matmul per pair). "
         "Seconds count from the opening of the store, after imports. x previous size: 2.00 is linear. "
         "Targets: peak RSS < 4 GB at every size, analysis >= 0.5 x raw read.")
     append_results("Out-of-core analysis", command_line("out_of_core.py", args, "gib"), rows)

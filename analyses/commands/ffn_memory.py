@@ -34,6 +34,8 @@ class FfnMemoryOptions(StoreOptions):
     n_draws: int = option(100, help="draws of the random-value baseline (each: as many random values per layer as "
                                     "top keys)")
     seed: int = option(0, help="seed of the random baselines and the bootstrap")
+    device: str = option("cpu", help="torch device of the value projections: cpu (see --threads) or cuda[:N]")
+    threads: int | None = option(None, help="CPU threads of the value projections (default: torch's)")
 
 
 class FfnMemory(Command):
@@ -48,6 +50,7 @@ class FfnMemory(Command):
         lens_ds = store.reader.open_lens(options.store)
         lens = Lens.from_store(lens_ds, CaptureConfig.of(ds.attrs).compute_dtype)
         down_proj = lens_ds[LENS_DOWN_PROJ]
+        project = ffn_memory.value_projector(lens, options.device, options.threads)
         prefixes = ffn_memory.prefix_labels(ds)
         keys = ffn_memory.top_keys(ds, prefixes, options.n_keys)
         table = ffn_memory.key_labels(keys, list(prefixes.label))
@@ -55,8 +58,8 @@ class FfnMemory(Command):
         embeddings = dict(zip(labels, embed_labels(labels), strict=True))
         coherence = ffn_memory.label_coherence(table, embeddings, options.seed)
         agreement = ffn_memory.value_agreement(keys, prefixes, lens, down_proj, embeddings, n_draws=options.n_draws,
-                                               seed=options.seed)
-        pairs = ffn_memory.coherent_pairs(table, coherence, lens, down_proj, options.min_cosine)
+                                               seed=options.seed, project=project)
+        pairs = ffn_memory.coherent_pairs(table, coherence, lens, down_proj, options.min_cosine, project=project)
         output.csv("key_labels.csv", table)
         output.csv("label_coherence.csv", coherence)
         output.zarr("value_agreement.zarr", agreement)

@@ -85,6 +85,22 @@ def test_logit_lens_cli(plain_store, tmp_path):
     assert list(tmp_path.glob("decoded_grid_sample0_stream*.png")) and (tmp_path / "logit_lens_scores.png").is_file()
 
 
+def test_logit_lens_cli_selects_samples_streams_and_token_sets(plain_store, tmp_path):
+    out = tmp_path / "last"
+    arguments = ["logit-lens", "--store", str(plain_store), "--out", str(out), "--k", "2", "--samples", "1-3",
+                 "--streams", "0,2", "--token-set", "last", "--threads", "1", "--block-samples", "2"]
+    assert main(arguments) == 0
+    top = xr.open_zarr(out / "top_tokens.zarr", consolidated=False)
+    assert top.sample.values.tolist() == [1, 2, 3] and top.stream.values.tolist() == [0, 2]
+    assert top.token_id.shape == (3, 2, 1, 2) and top.block_done.values.tolist() == [True, True]
+    n_tokens = store.reader.open(plain_store).n_tokens.values
+    assert top.store_token.values[:, 0].tolist() == (n_tokens[1:4] - 1).tolist()
+    assert json.loads((out / "logit_lens.json").read_text())["token_set"] == "last"
+    assert main(arguments) == 0  # a rerun finds every block done and recomputes nothing
+    assert main([*arguments[:-4], "--block-samples", "3"]) == 2  # another request in the same folder: refused
+    assert main([*arguments[:4], str(tmp_path / "s"), "--streams", "7-9"]) == 2
+
+
 def test_ffn_memory_cli(prefix_store, tmp_path):
     assert main(["ffn-memory", "--store", str(prefix_store), "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "ffn_memory.json").read_text())

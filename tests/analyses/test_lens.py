@@ -20,6 +20,7 @@ from analyses.lens import (
 )
 from analyses.object_words import COCO_WORDS
 from analyses.tokens import ImageTokens
+from analyses.topk import agreement, exact_products, rounding_bound
 from capture.datasets import load_image, open_dataset
 from capture.loading import load_model, resolve_model
 from capture.run import CaptureOptions, run_capture
@@ -46,13 +47,24 @@ def test_lens_on_the_last_layer_equals_the_model_logits(synthetic_root, tmp_path
 
 
 def test_streaming_equals_one_shot(captured_store):
+    """Blocks of 7 tokens (dask threads) and one matmul sum the same products in different orders: both lie within
+    the float32 rounding bound of the exact logits, and their top-k ids are exact wherever the margins exceed it."""
     ds = store.reader.open(captured_store)
     lens = Lens.from_store(store.reader.open_lens(captured_store), "bfloat16")
     streamed = logit_lens(ds.hidden, lens, k=4, block_tokens=7).compute()
-    ids, values = top_tokens(np.asarray(ds.hidden.values), lens, k=4, block=10**9)
-    np.testing.assert_array_equal(streamed.token_id.values, ids)
-    np.testing.assert_array_equal(streamed.logit.values, values)
+    hidden = np.asarray(ds.hidden.values)
+    ids, values = top_tokens(hidden, lens, k=4, block=10**9)
     assert streamed.token_id.dims == ("sample", "stream", "token", "k")
+    queries = lens.normalise(hidden.reshape(-1, hidden.shape[-1]))
+    exact = exact_products(queries, lens.unembedding, lens.bias)
+    bound = rounding_bound(queries, lens.unembedding, lens.bias)
+    real = np.abs(queries).sum(axis=1) > 0  # padding slots: all-zero states whose logits tie
+    for got_ids, got_values in ((streamed.token_id.values, streamed.logit.values), (ids, values)):
+        check = agreement(got_ids.reshape(-1, 4)[real], got_values.reshape(-1, 4)[real], exact[real], bound[real])
+        assert check.ok, check
+        assert check.decided > 0.9 * check.n, check  # the bound is tight enough to decide most ranks
+    same = (streamed.token_id.values == ids).mean()
+    assert same > 0.9
 
 
 COCO = (  # the 80 COCO detection classes, as instances_*.json names them
