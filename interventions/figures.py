@@ -64,11 +64,17 @@ def window_effect(scores: list[dict]) -> Figure:
 
 
 def loss_curve(table: pd.DataFrame) -> Figure:
-    """Mean caption loss with its 95% interval over images against the number of image tokens kept."""
+    """Mean caption loss with its 95% interval over images against the number of image tokens kept, one curve per
+    condition (the unintervened model first)."""
     figure, axis = plt.subplots(figsize=(6.5, 4))
-    axis.errorbar(table["kept_image_tokens"], table["loss"], yerr=_error(table, "loss"), marker="o", capsize=3)
+    conditions = table["condition"] if "condition" in table else pd.Series("none", index=table.index)
+    for condition in dict.fromkeys(conditions):
+        mine = table[conditions == condition]
+        axis.errorbar(mine["kept_image_tokens"], mine["loss"], yerr=_error(mine, "loss"), marker="o", capsize=3,
+                      label=condition)
     axis.set_xlabel("image tokens kept (first n)")
     axis.set_ylabel("caption loss (nats / token)")
     axis.set_title(f"Caption loss vs kept image tokens (n = {int(table['n'].max())} images, 95% interval)")
+    axis.legend(fontsize=8)
     figure.tight_layout()
     return figure
