@@ -38,6 +38,8 @@ from store.schema import KV_HEAD, LAYER, VALUES
 # ---------------------------------------------------------------------------------------------------------
 # semantic correspondence
 
+PAIR = "pair"  # the dimension of per-pair counts
+
 
 @dataclass(frozen=True)
 class KeypointPair:
@@ -72,12 +74,14 @@ def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: st
                             device: str = "auto") -> xr.Dataset:
     """PCK@alpha per (layer, kv_head) over all usable keypoints of `pairs`.
 
-    Returns `pck` (layer, kv_head) and the counts behind it; keypoints outside every source token (e.g.
+    Returns `pck` (layer, kv_head) and the counts behind it, also per pair with a usable keypoint
+    (`pair_correct` (pair, layer, kv_head), `pair_keypoints` (pair)); keypoints outside every source token (e.g.
     cropped away) or not visible in either image are left out and counted in `n_unusable`.
     """
     correct: np.ndarray | None = None
     used = unusable = 0
     coords = None
+    pair_correct, pair_keypoints = [], []  # per pair with usable keypoints: the units of PCK's interval
     for pair, src, tgt, src_vectors, tgt_vectors in _pairs_with_vectors(ds, pairs, array, part, layers):
         coords = coords or {LAYER: src_vectors.layer.values, KV_HEAD: src_vectors.kv_head.values}
         rows, gt = _keypoint_tokens(pair, src)
@@ -91,12 +95,17 @@ def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: st
             correct = np.zeros(src_vectors.shape[:2], np.int64)
         nearest = _nearest_per_unit(src_vectors, tgt_vectors, rows, metric, device)
         predicted = tgt.centres[nearest] * np.array([width, height])  # (layer, kv_head, rows, 2)
-        correct += (np.linalg.norm(predicted - gt, axis=-1) <= tolerance).sum(axis=-1)
+        hits = (np.linalg.norm(predicted - gt, axis=-1) <= tolerance).sum(axis=-1)
+        correct += hits
+        pair_correct.append(hits)
+        pair_keypoints.append(len(rows))
         used += len(rows)
     if correct is None or used == 0:
         raise ValueError("no usable keypoints: pairs need visible keypoints inside image tokens")
     return xr.Dataset(
-        {"pck": ((LAYER, KV_HEAD), correct / used), "n_correct": ((LAYER, KV_HEAD), correct)},
+        {"pck": ((LAYER, KV_HEAD), correct / used), "n_correct": ((LAYER, KV_HEAD), correct),
+         "pair_correct": ((PAIR, LAYER, KV_HEAD), np.stack(pair_correct)),
+         "pair_keypoints": (PAIR, np.array(pair_keypoints, np.int64))},
         coords=coords, attrs={"alpha": alpha, "array": array, "metric": metric, "n_keypoints": used,
                               "n_unusable": unusable, "n_pairs": len(pairs)},
     )

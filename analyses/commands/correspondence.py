@@ -11,9 +11,12 @@ import store.reader
 from analyses import correspondence, figures, neighbours
 from analyses.command import Command
 from analyses.commands.options import VectorOptions
+from analyses.commands.probing import BASELINE
 from analyses.commands.summary import best, title
 from analyses.output import Output
+from analyses.pck import grid_json, held_out_pck, pck_intervals
 from store.arguments import option
+from store.schema import HIDDEN, STREAM
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,10 +56,20 @@ def _semantic(ds: xr.Dataset, pairs: list[correspondence.KeypointPair], options:
     array = options.array
     pck = correspondence.semantic_correspondence(ds, pairs, array, options.part, options.alpha, options.metric,
                                                  device=options.device)
-    output.zarr("semantic_pck.zarr", pck)
+    grid = pck_intervals(pck)
+    output.zarr("semantic_pck.zarr", xr.merge([pck, grid.drop_vars("pck")], combine_attrs="override"))
+    entry = {**pck.attrs, "pck": grid_json(grid), "best": held_out_pck(pck).as_dict(), "max_in_sample": best(pck.pck)}
+    marks: dict[str, Any] = {"held_out": entry["best"]}
+    if HIDDEN in ds and 0 in ds[STREAM].values:
+        baseline = held_out_pck(correspondence.semantic_correspondence(
+            ds, pairs, HIDDEN, options.part, options.alpha, options.metric, layers=[0], device=options.device)).report
+        entry["baseline"] = {"representation": BASELINE, **baseline.as_dict()}
+        marks |= {"baseline": baseline.estimate, "baseline_band": (baseline.low, baseline.high),
+                  "baseline_label": BASELINE}
     output.figure("semantic_pck.png", figures.layer_head_scores(
-        pck.pck, f"PCK@{options.alpha}", f"Semantic correspondence ({array}): {title(ds)}"))
-    entries = {"semantic": {**pck.attrs, "best": best(pck.pck)}}
+        pck.pck, f"PCK@{options.alpha} (95% int. over pairs)", f"Semantic correspondence ({array}): {title(ds)}",
+        band=(grid.pck_low, grid.pck_high), **marks))
+    entries = {"semantic": entry}
     if any(pair.source_box is not None and pair.target_box is not None for pair in pairs):
         matched = correspondence.object_match_rate(ds, pairs, array, options.part, options.metric, device=options.device)
         output.figure("object_match.png", figures.layer_head_scores(

@@ -18,6 +18,7 @@ from analyses.correspondence import (
     temporal_correspondence,
     videos,
 )
+from analyses.pck import held_out_pck, pck_intervals
 
 
 def test_pairs_and_videos_come_from_the_annotations(local_patch_store):
@@ -106,3 +107,28 @@ def test_label_propagation_weights():
     np.testing.assert_allclose(labels[1], [[0.5, 0.5]])
     labels = propagate_labels(features, grids, np.array([[1.0, 0.0], [0.0, 1.0]]), topk=2, radius=0)
     np.testing.assert_allclose(labels[1], [[1.0, 0.0]])  # the other token is outside the neighbourhood
+
+
+def test_pck_interval_resamples_pairs(local_patch_store):
+    """Values of a patch-local model match each patch exactly: a source point predicts the centre of its patch's
+    image in the target. Claimed targets off by 0, 5, 6 px (flip) and 0, 14 px (roll) from those predictions, at a
+    tolerance of 0.1 x 56 px: 2 of 3 and 1 of 2 correct. PCK pools keypoints (3 / 5); the interval resamples the
+    two pairs: (flip, flip) 2/3, (roll, roll) 1/2, each drawn a quarter of the time, so the 2.5th and 97.5th
+    percentiles are exactly those."""
+    ds = store.reader.open(local_patch_store)
+    flip, roll = keypoint_pairs(ds)
+    source = np.array([[7.0, 7.0], [21.0, 7.0], [35.0, 21.0]])
+    predicted = np.array([[49.0, 7.0], [35.0, 7.0], [21.0, 21.0]])  # the mirrored patch centres
+    claimed = predicted + np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 6.0]])
+    flip_hits = int((np.linalg.norm(claimed - predicted, axis=1) <= 0.1 * 56).sum())
+    rolled = KeypointPair(roll.source, roll.target, np.array([[7.0, 7.0], [21.0, 35.0]]),
+                          np.array([[21.0, 7.0], [35.0, 49.0]]))  # the second is one patch below its prediction
+    result = semantic_correspondence(ds, [KeypointPair(flip.source, flip.target, source, claimed), rolled],
+                                     array="values", layers=[0])
+    assert flip_hits == 2 and result.pair_keypoints.values.tolist() == [3, 2]
+    assert (result.pair_correct.values[:, 0] == np.array([2, 1])[:, None]).all()
+    grid = pck_intervals(result)
+    assert np.allclose(grid.pck.values, 3 / 5) and (grid.pck_n.values == 2).all()
+    assert np.allclose(grid.pck_low.values, 1 / 2) and np.allclose(grid.pck_high.values, 2 / 3)
+    held_out = held_out_pck(result)  # one pair chooses the head, the other reports it
+    assert held_out.report.n == 1 and held_out.report.estimate in (2 / 3, 1 / 2)
