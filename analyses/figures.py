@@ -12,18 +12,28 @@ from matplotlib.figure import Figure
 from store.schema import KV_HEAD, LAYER
 
 
-def token_norms(by_kind: xr.DataArray, registers: xr.DataArray, title: str) -> Figure:
-    """Mean hidden-state norm per stream and token kind (left), high-norm image token fraction (right)."""
+def token_norms(curves: dict[str, xr.Dataset], gaussian: float, title: str) -> Figure:
+    """Mean hidden-state norm per stream and token kind (left), high-norm image token fraction (right), each with
+    its 95% interval over images (`analyses.token_norms.with_intervals`); `gaussian`: the fraction the criterion
+    flags in a normal distribution, drawn as a reference."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for kind in by_kind.kind.values:
-        left.plot(by_kind.stream, by_kind.sel(kind=kind), marker="o", label=str(kind))
-    left.set(xlabel="residual stream (input of layer i; last = final layer output)", ylabel="mean L2 norm",
+    for name, curve in curves.items():
+        if not name.startswith("mean_norm:"):
+            continue
+        line, = left.plot(curve.stream, curve.estimate, marker="o", label=name.removeprefix("mean_norm:"))
+        left.fill_between(curve.stream, curve.low, curve.high, color=line.get_color(), alpha=0.18, linewidth=0)
+    left.set(xlabel="residual stream (input of layer i; last = final layer output)", ylabel="mean L2 norm (95% interval)",
              title="Hidden-state norm by token kind")
     left.legend()
-    right.bar(registers.stream, registers.values)
+    registers = curves["register_fraction"]
+    error = np.vstack([registers.estimate - registers.low, registers.high - registers.estimate])
+    right.bar(registers.stream, registers.estimate, yerr=np.nan_to_num(error.clip(min=0)), capsize=3)
+    right.axhline(gaussian, color="#c44e52", linestyle="--", label=f"normal distribution's tail ({gaussian:.1%})")
+    right.legend(fontsize=8)
     for axis in (left, right):
-        axis.set_xticks([int(s) for s in by_kind.stream.values])
-    right.set(xlabel="residual stream", ylabel="fraction of image tokens", title="High-norm image tokens (> mean + 2 std)")
+        axis.set_xticks([int(s) for s in registers.stream.values])
+    right.set(xlabel="residual stream", ylabel=f"fraction of image tokens (95% int., n = {int(registers.n.max())} images)",
+              title="High-norm image tokens (> mean + 2 std)")
     figure.suptitle(title)
     figure.tight_layout()
     return figure
