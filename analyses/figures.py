@@ -103,19 +103,20 @@ def key_pca_scatter(pca: xr.DataArray, flagged: list[list[int]]) -> Figure:
 
 def layer_head_scores(scores: xr.DataArray, ylabel: str, title: str, baseline: float | None = None, *,
                       baseline_band: tuple[float, float] | None = None, baseline_label: str = "baseline",
-                      held_out: dict | None = None, band: tuple[xr.DataArray, xr.DataArray] | None = None) -> Figure:
+                      held_out: dict | None = None, band: tuple[xr.DataArray, xr.DataArray] | None = None,
+                      band_label: str = "95% interval") -> Figure:
     """Liu et al. Fig. 2 style: max over heads per layer (top), every head's score per layer (bottom). Optionally
     the baseline's 95% interval as a band, `held_out` (`heads.HeldOut.as_dict()`): the head chosen on the
     selection split, drawn at its layer with its report-split score and 95% interval, and `band`: every head's
     95% interval (low, high grids like `scores`), a band around the max (the interval of the head that is the max)
-    and error bars on each head."""
+    and error bars on each head (`band_label` says over what)."""
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True, height_ratios=(1, 1.4))
     layers = scores.layer.values
     top.plot(layers, scores.max(KV_HEAD).values, marker="o", color="#4c72b0", label="max over heads")
     if band is not None:
         at_max = scores.fillna(-np.inf).argmax(KV_HEAD)
         top.fill_between(layers, band[0].isel({KV_HEAD: at_max}).values, band[1].isel({KV_HEAD: at_max}).values,
-                         color="#4c72b0", alpha=0.18, linewidth=0, label="95% interval of that head")
+                         color="#4c72b0", alpha=0.18, linewidth=0, label=f"{band_label}, that head")
     if baseline is not None:
         top.axhline(baseline, color="#c44e52", linestyle="--", label=baseline_label)
     if baseline_band is not None and None not in baseline_band:

@@ -32,7 +32,9 @@ def test_correspondence_cli(local_patch_store, tmp_path):
     assert semantic["pck"]["estimate"][0][0] == 1.0 and semantic["pck"]["n"][0][0] == 2
     assert semantic["pck"]["low"][0][0] == semantic["pck"]["high"][0][0] == 1.0
     assert semantic["baseline"]["representation"].endswith("(stream 0)") and semantic["baseline"]["n"] == 1
-    assert summary["temporal"]["n_videos"] == 1
+    temporal = summary["temporal"]
+    assert temporal["n_videos"] == 1 and max(map(max, temporal["JF"]["estimate"])) == temporal["max_in_sample"]["score"]
+    assert temporal["JF"]["n"][0][0] == 1 and temporal["best"]["n"] == 0  # one video chooses the head, none reports
     assert (tmp_path / "semantic_pck.png").is_file() and (tmp_path / "temporal_jf.png").is_file()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import store.reader
 from analyses.correspondence import (
@@ -18,7 +19,7 @@ from analyses.correspondence import (
     temporal_correspondence,
     videos,
 )
-from analyses.pck import held_out_pck, pck_intervals
+from analyses.grid_intervals import held_out, ratio_grid
 
 
 def test_pairs_and_videos_come_from_the_annotations(local_patch_store):
@@ -64,6 +65,8 @@ def test_object_tokens_match_the_moved_object_box(local_patch_store):
     result = object_match_rate(ds, [moved], array="values", layers=[0])
     assert result.attrs["n_source_tokens"] == 4 and result.attrs["chance"] == 0.25
     assert (result.match_rate.values == 1.0).all()
+    assert result.pair_source_tokens.values.tolist() == [4] and result.pair_chance.values.tolist() == [1.0]
+    assert (result.pair_matched.values == 4).all()
     unmoved = KeypointPair(flip.source, flip.target, flip.source_points, flip.target_points,
                            target_box=(0.0, 0.0, 27.0, 27.0), source_box=(0.0, 0.0, 27.0, 27.0))
     assert (object_match_rate(ds, [unmoved], array="values", layers=[0]).match_rate.values == 0.0).all()
@@ -73,6 +76,7 @@ def test_temporal_propagation_follows_the_moving_mask(local_patch_store):
     ds = store.reader.open(local_patch_store)
     exact = temporal_correspondence(ds, videos(ds), layers=[0], topk=1, upsample="nearest")
     assert (exact.J.values == 1.0).all() and (exact.F.values == 1.0).all() and (exact.JF.values == 1.0).all()
+    assert exact.J_video.dims == ("video", "layer", "kv_head") and list(exact.video.values) == ["roll"]
     smooth = temporal_correspondence(ds, videos(ds), layers=[0])  # defaults: top-5, bilinear upsampling
     assert (smooth.J.values > 0.8).all()
 
@@ -127,8 +131,20 @@ def test_pck_interval_resamples_pairs(local_patch_store):
                                      array="values", layers=[0])
     assert flip_hits == 2 and result.pair_keypoints.values.tolist() == [3, 2]
     assert (result.pair_correct.values[:, 0] == np.array([2, 1])[:, None]).all()
-    grid = pck_intervals(result)
-    assert np.allclose(grid.pck.values, 3 / 5) and (grid.pck_n.values == 2).all()
-    assert np.allclose(grid.pck_low.values, 1 / 2) and np.allclose(grid.pck_high.values, 2 / 3)
-    held_out = held_out_pck(result)  # one pair chooses the head, the other reports it
-    assert held_out.report.n == 1 and held_out.report.estimate in (2 / 3, 1 / 2)
+    grid = ratio_grid(result.pair_correct, result.pair_keypoints)
+    assert np.allclose(grid.estimate.values, 3 / 5) and np.allclose(grid.estimate.values, result.pck.values)
+    assert np.allclose(grid.low.values, 1 / 2) and np.allclose(grid.high.values, 2 / 3) and (grid.n.values == 2).all()
+    chosen = held_out(result.pair_correct, result.pair_keypoints)  # one pair chooses the head, the other reports it
+    assert chosen.report.n == 1 and chosen.report.estimate in (2 / 3, 1 / 2)
+
+
+def test_mean_over_videos_resamples_videos():
+    """A mean over units (J&F per video): three videos scoring 0, 1, 1 at one head and NaN (no object) once at
+    the other; the NaN video is left out, and the held-out head is the one ahead on the selection half."""
+    scores = xr.DataArray(np.array([[[0.0, 0.2]], [[1.0, np.nan]], [[1.0, 0.4]]]), dims=("video", "layer", "kv_head"),
+                          coords={"layer": [3], "kv_head": [0, 1]})
+    grid = ratio_grid(scores)
+    assert np.allclose(grid.estimate.values, [[2 / 3, 0.3]]) and grid.n.values.tolist() == [[3, 2]]
+    assert grid.low.values[0, 0] == 0.0 and grid.high.values[0, 0] == 1.0
+    chosen = held_out(scores)
+    assert chosen.report.n == 1 and chosen.kv_head == 0
