@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 
 from analyses import intervals
+from analyses.grid_intervals import pooled_ratios
 from store.schema import D_MODEL, KIND, SAMPLE, STREAM, TOKEN, TokenKind
 
 
@@ -62,17 +63,25 @@ def per_image_counts(norms: xr.DataArray, kind: xr.DataArray, n_std: float = 2.0
 def with_intervals(counts: xr.Dataset) -> dict[str, xr.Dataset]:
     """Per stream, with a 95% interval resampling images (tokens pooled within each; `intervals.stack` form): the
     mean norm of each token kind present ("mean_norm:KIND") and the register fraction ("register_fraction")."""
-    streams = counts[STREAM].values
     out = {}
     for token_kind in counts[KIND].values:
         count = counts.norm_count.sel({KIND: token_kind}).transpose(SAMPLE, STREAM).values
         if count.sum() == 0:
             continue
         total = counts.norm_sum.sel({KIND: token_kind}).transpose(SAMPLE, STREAM).values
-        out[f"mean_norm:{token_kind}"] = intervals.stack(
-            [intervals.bootstrap_ratio(total[:, i], count[:, i]) for i in range(len(streams))], STREAM, streams)
-    above = counts.register_count.transpose(SAMPLE, STREAM).values
-    images = counts.image_count.transpose(SAMPLE, STREAM).values
-    out["register_fraction"] = intervals.stack(
-        [intervals.bootstrap_ratio(above[:, i], images[:, i]) for i in range(len(streams))], STREAM, streams)
+        out[f"mean_norm:{token_kind}"] = _curve(total, count, counts[STREAM].values)
+    out["register_fraction"] = _curve(counts.register_count.transpose(SAMPLE, STREAM).values,
+                                      counts.image_count.transpose(SAMPLE, STREAM).values, counts[STREAM].values)
     return out
+
+
+def _curve(numerators: np.ndarray, denominators: np.ndarray, streams: np.ndarray) -> xr.Dataset:
+    """sum(numerators) / sum(denominators) over images (sample, stream), per stream, as an `intervals.stack` curve
+    (`grid_intervals.pooled_ratios` when every image counts at every stream, as image tokens do)."""
+    if (denominators == denominators[:, :1]).all():
+        fields = pooled_ratios(numerators, denominators[:, 0])
+        return xr.Dataset({name: (STREAM, np.asarray(fields[name])) for name in intervals.INTERVAL_FIELDS},
+                          coords={STREAM: streams}, attrs={"interval": "bootstrap of a pooled ratio over units",
+                                                           "confidence": intervals.CONFIDENCE})
+    return intervals.stack([intervals.bootstrap_ratio(numerators[:, i], denominators[:, i]) for i in range(len(streams))],
+                           STREAM, streams)

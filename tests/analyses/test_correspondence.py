@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import xarray as xr
 
 import store.reader
 from analyses.correspondence import (
@@ -137,14 +136,3 @@ def test_pck_interval_resamples_pairs(local_patch_store):
     chosen = held_out(result.pair_correct, result.pair_keypoints)  # one pair chooses the head, the other reports it
     assert chosen.report.n == 1 and chosen.report.estimate in (2 / 3, 1 / 2)
 
-
-def test_mean_over_videos_resamples_videos():
-    """A mean over units (J&F per video): three videos scoring 0, 1, 1 at one head and NaN (no object) once at
-    the other; the NaN video is left out, and the held-out head is the one ahead on the selection half."""
-    scores = xr.DataArray(np.array([[[0.0, 0.2]], [[1.0, np.nan]], [[1.0, 0.4]]]), dims=("video", "layer", "kv_head"),
-                          coords={"layer": [3], "kv_head": [0, 1]})
-    grid = ratio_grid(scores)
-    assert np.allclose(grid.estimate.values, [[2 / 3, 0.3]]) and grid.n.values.tolist() == [[3, 2]]
-    assert grid.low.values[0, 0] == 0.0 and grid.high.values[0, 0] == 1.0
-    chosen = held_out(scores)
-    assert chosen.report.n == 1 and chosen.kv_head == 0
