@@ -56,7 +56,13 @@ demo: $(VENV)/.installed
 		--object-area 0,1000000 --hallucination-control --layer-windows neo --out figures/demo/interventions/poll-scenarios
 	$(PY) -m interventions describe --model $(DEMO_MODEL) --spec figures/demo/interventions/knockout.json --max-new-tokens 12 \
 		--out figures/demo/interventions/describe
-	$(PY) -m interventions loss --model $(DEMO_MODEL) --keep 0,8,32,64,all --out figures/demo/interventions/loss
+	@# Wei's masking intervals: no query attends to image tokens a..b-1 at any layer, beside the unmasked model
+	for start in 0 8; do end=$$((start + 8)); \
+		printf '{"name": "mask image[%s:%s]", "knockout": [{"queries": "all", "keys": "image[%s:%s]", "layers": "all"}]}' \
+			$$start $$end $$start $$end > figures/demo/interventions/mask-$$start-$$end.json || exit 1; \
+	done
+	$(PY) -m interventions loss --model $(DEMO_MODEL) --keep 0,8,32,64,all --spec figures/demo/interventions/mask-0-8.json \
+		--spec figures/demo/interventions/mask-8-16.json --out figures/demo/interventions/loss
 	$(CAPTURE) --dataset synthetic-coco --intervention figures/demo/interventions/knockout.json \
 		--out stores/demo-knockout.zarr
 	$(PY) -m analyses clustering --store $(DEMO_STORE) --out figures/demo/clustering

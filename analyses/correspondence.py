@@ -38,6 +38,8 @@ from store.schema import KV_HEAD, LAYER, VALUES
 # ---------------------------------------------------------------------------------------------------------
 # semantic correspondence
 
+PAIR, VIDEO = "pair", "video"  # the dimensions of per-pair counts and per-video scores (the units of intervals)
+
 
 @dataclass(frozen=True)
 class KeypointPair:
@@ -72,12 +74,14 @@ def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: st
                             device: str = "auto") -> xr.Dataset:
     """PCK@alpha per (layer, kv_head) over all usable keypoints of `pairs`.
 
-    Returns `pck` (layer, kv_head) and the counts behind it; keypoints outside every source token (e.g.
+    Returns `pck` (layer, kv_head) and the counts behind it, also per pair with a usable keypoint
+    (`pair_correct` (pair, layer, kv_head), `pair_keypoints` (pair)); keypoints outside every source token (e.g.
     cropped away) or not visible in either image are left out and counted in `n_unusable`.
     """
     correct: np.ndarray | None = None
     used = unusable = 0
     coords = None
+    pair_correct, pair_keypoints = [], []  # per pair with usable keypoints: the units of PCK's interval
     for pair, src, tgt, src_vectors, tgt_vectors in _pairs_with_vectors(ds, pairs, array, part, layers):
         coords = coords or {LAYER: src_vectors.layer.values, KV_HEAD: src_vectors.kv_head.values}
         rows, gt = _keypoint_tokens(pair, src)
@@ -91,12 +95,17 @@ def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: st
             correct = np.zeros(src_vectors.shape[:2], np.int64)
         nearest = _nearest_per_unit(src_vectors, tgt_vectors, rows, metric, device)
         predicted = tgt.centres[nearest] * np.array([width, height])  # (layer, kv_head, rows, 2)
-        correct += (np.linalg.norm(predicted - gt, axis=-1) <= tolerance).sum(axis=-1)
+        hits = (np.linalg.norm(predicted - gt, axis=-1) <= tolerance).sum(axis=-1)
+        correct += hits
+        pair_correct.append(hits)
+        pair_keypoints.append(len(rows))
         used += len(rows)
     if correct is None or used == 0:
         raise ValueError("no usable keypoints: pairs need visible keypoints inside image tokens")
     return xr.Dataset(
-        {"pck": ((LAYER, KV_HEAD), correct / used), "n_correct": ((LAYER, KV_HEAD), correct)},
+        {"pck": ((LAYER, KV_HEAD), correct / used), "n_correct": ((LAYER, KV_HEAD), correct),
+         "pair_correct": ((PAIR, LAYER, KV_HEAD), np.stack(pair_correct)),
+         "pair_keypoints": (PAIR, np.array(pair_keypoints, np.int64))},
         coords=coords, attrs={"alpha": alpha, "array": array, "metric": metric, "n_keypoints": used,
                               "n_unusable": unusable, "n_pairs": len(pairs)},
     )
@@ -107,8 +116,10 @@ def object_match_rate(ds: xr.Dataset, pairs: list[KeypointPair], array: str = VA
     """Object-to-object matching per (layer, kv_head): of the source tokens whose centre lies in the source object's
     box, the fraction whose nearest target token (by `metric`) has its centre in the target object's box
     (`match_rate`); `chance` is that fraction for a uniformly drawn target token (the box's share of the target
-    tokens), averaged the same way. Pairs without both boxes are skipped."""
+    tokens), averaged the same way. Pairs without both boxes are skipped. Per pair with source tokens in its box:
+    `pair_matched` (pair, layer, kv_head), `pair_source_tokens` and `pair_chance` (expected matches by chance)."""
     hits: np.ndarray | None = None
+    pair_matched, pair_tokens, pair_chance = [], [], []
     coords = None
     n_source = 0
     chance = 0.0
@@ -121,12 +132,18 @@ def object_match_rate(ds: xr.Dataset, pairs: list[KeypointPair], array: str = VA
             continue
         if hits is None:
             hits = np.zeros(src_vectors.shape[:2], np.int64)
-        hits += in_target[_nearest_per_unit(src_vectors, tgt_vectors, rows, metric, device)].sum(axis=-1)
+        pair_matched.append(in_target[_nearest_per_unit(src_vectors, tgt_vectors, rows, metric, device)].sum(axis=-1))
+        hits += pair_matched[-1]
         n_source += len(rows)
         chance += len(rows) * float(in_target.mean())
+        pair_tokens.append(len(rows))
+        pair_chance.append(len(rows) * float(in_target.mean()))
     if hits is None:
         raise ValueError("no pair has source tokens inside its source object box")
-    return xr.Dataset({"match_rate": ((LAYER, KV_HEAD), hits / n_source), "n_matched": ((LAYER, KV_HEAD), hits)},
+    return xr.Dataset({"match_rate": ((LAYER, KV_HEAD), hits / n_source), "n_matched": ((LAYER, KV_HEAD), hits),
+                       "pair_matched": ((PAIR, LAYER, KV_HEAD), np.stack(pair_matched)),
+                       "pair_source_tokens": (PAIR, np.array(pair_tokens, np.int64)),
+                       "pair_chance": (PAIR, np.array(pair_chance))},
                       coords=coords, attrs={"chance": chance / n_source, "n_source_tokens": n_source,
                                             "n_pairs": len(boxed), "array": array, "metric": metric})
 
@@ -282,7 +299,8 @@ def score_video(predicted: list[np.ndarray], truth: list[np.ndarray]) -> tuple[f
 def temporal_correspondence(ds: xr.Dataset, video_list: list[Video], array: str = VALUES, part: str = "auto",
                             layers: list[int] | None = None, n_last: int = 7, topk: int = 5, radius: int = 12,
                             temperature: float = 0.1, upsample: str = "bilinear") -> xr.Dataset:
-    """J, F and J&F mean per (layer, kv_head), averaged over `video_list`.
+    """J, F and J&F mean per (layer, kv_head), averaged over `video_list`, and each video's (`J_video`, `F_video`:
+    (video, layer, kv_head), the units of their intervals).
 
     Token labels reach pixels by `upsample` ("bilinear", as DINO-style evaluations do, or "nearest").
     """
@@ -309,6 +327,9 @@ def temporal_correspondence(ds: xr.Dataset, video_list: list[Video], array: str 
         raise ValueError("no videos: frames need ground-truth masks (see analyses.correspondence.videos)")
     j_mean, f_mean = np.mean(scores_j, axis=0), np.mean(scores_f, axis=0)
     dims = (LAYER, KV_HEAD)
-    return xr.Dataset({"J": (dims, j_mean), "F": (dims, f_mean), "JF": (dims, (j_mean + f_mean) / 2)}, coords=coords,
+    per_video = (VIDEO, *dims)
+    return xr.Dataset({"J": (dims, j_mean), "F": (dims, f_mean), "JF": (dims, (j_mean + f_mean) / 2),
+                       "J_video": (per_video, np.stack(scores_j)), "F_video": (per_video, np.stack(scores_f))},
+                      coords={**coords, VIDEO: [video.name for video in video_list]},
                       attrs={"array": array, "n_videos": len(scores_j), "n_last": n_last, "topk": topk,
                              "radius": radius, "temperature": temperature, "upsample": upsample})

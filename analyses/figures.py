@@ -12,18 +12,28 @@ from matplotlib.figure import Figure
 from store.schema import KV_HEAD, LAYER
 
 
-def token_norms(by_kind: xr.DataArray, registers: xr.DataArray, title: str) -> Figure:
-    """Mean hidden-state norm per stream and token kind (left), high-norm image token fraction (right)."""
+def token_norms(curves: dict[str, xr.Dataset], gaussian: float, title: str) -> Figure:
+    """Mean hidden-state norm per stream and token kind (left), high-norm image token fraction (right), each with
+    its 95% interval over images (`analyses.token_norms.with_intervals`); `gaussian`: the fraction the criterion
+    flags in a normal distribution, drawn as a reference."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for kind in by_kind.kind.values:
-        left.plot(by_kind.stream, by_kind.sel(kind=kind), marker="o", label=str(kind))
-    left.set(xlabel="residual stream (input of layer i; last = final layer output)", ylabel="mean L2 norm",
+    for name, curve in curves.items():
+        if not name.startswith("mean_norm:"):
+            continue
+        line, = left.plot(curve.stream, curve.estimate, marker="o", label=name.removeprefix("mean_norm:"))
+        left.fill_between(curve.stream, curve.low, curve.high, color=line.get_color(), alpha=0.18, linewidth=0)
+    left.set(xlabel="residual stream (input of layer i; last = final layer output)", ylabel="mean L2 norm (95% interval)",
              title="Hidden-state norm by token kind")
     left.legend()
-    right.bar(registers.stream, registers.values)
+    registers = curves["register_fraction"]
+    error = np.vstack([registers.estimate - registers.low, registers.high - registers.estimate])
+    right.bar(registers.stream, registers.estimate, yerr=np.nan_to_num(error.clip(min=0)), capsize=3)
+    right.axhline(gaussian, color="#c44e52", linestyle="--", label=f"normal distribution's tail ({gaussian:.1%})")
+    right.legend(fontsize=8)
     for axis in (left, right):
-        axis.set_xticks([int(s) for s in by_kind.stream.values])
-    right.set(xlabel="residual stream", ylabel="fraction of image tokens", title="High-norm image tokens (> mean + 2 std)")
+        axis.set_xticks([int(s) for s in registers.stream.values])
+    right.set(xlabel="residual stream", ylabel=f"fraction of image tokens (95% int., n = {int(registers.n.max())} images)",
+              title="High-norm image tokens (> mean + 2 std)")
     figure.suptitle(title)
     figure.tight_layout()
     return figure
@@ -96,13 +106,20 @@ def key_pca_scatter(pca: xr.DataArray, flagged: list[list[int]]) -> Figure:
 
 def layer_head_scores(scores: xr.DataArray, ylabel: str, title: str, baseline: float | None = None, *,
                       baseline_band: tuple[float, float] | None = None, baseline_label: str = "baseline",
-                      held_out: dict | None = None) -> Figure:
+                      held_out: dict | None = None, band: tuple[xr.DataArray, xr.DataArray] | None = None,
+                      band_label: str = "95% interval") -> Figure:
     """Liu et al. Fig. 2 style: max over heads per layer (top), every head's score per layer (bottom). Optionally
-    the baseline's 95% interval as a band, and `held_out` (`heads.HeldOut.as_dict()`): the head chosen on the
-    selection split, drawn at its layer with its report-split score and 95% interval."""
+    the baseline's 95% interval as a band, `held_out` (`heads.HeldOut.as_dict()`): the head chosen on the
+    selection split, drawn at its layer with its report-split score and 95% interval, and `band`: every head's
+    95% interval (low, high grids like `scores`), a band around the max (the interval of the head that is the max)
+    and error bars on each head (`band_label` says over what)."""
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True, height_ratios=(1, 1.4))
     layers = scores.layer.values
     top.plot(layers, scores.max(KV_HEAD).values, marker="o", color="#4c72b0", label="max over heads")
+    if band is not None:
+        at_max = scores.fillna(-np.inf).argmax(KV_HEAD)
+        top.fill_between(layers, band[0].isel({KV_HEAD: at_max}).values, band[1].isel({KV_HEAD: at_max}).values,
+                         color="#4c72b0", alpha=0.18, linewidth=0, label=f"{band_label}, that head")
     if baseline is not None:
         top.axhline(baseline, color="#c44e52", linestyle="--", label=baseline_label)
     if baseline_band is not None and None not in baseline_band:
@@ -114,7 +131,13 @@ def layer_head_scores(scores: xr.DataArray, ylabel: str, title: str, baseline: f
     top.set(ylabel=f"max {ylabel}", title=title)
     top.legend()
     for head in scores.kv_head.values:
-        bottom.scatter(layers, scores.sel(kv_head=head).values, s=14, label=f"head {head}")
+        if band is None:
+            bottom.scatter(layers, scores.sel(kv_head=head).values, s=14, label=f"head {head}")
+            continue
+        values = scores.sel(kv_head=head).values
+        error = np.vstack([values - band[0].sel(kv_head=head).values, band[1].sel(kv_head=head).values - values])
+        bottom.errorbar(layers, values, yerr=np.nan_to_num(error.clip(min=0)), fmt="o", markersize=3.5, capsize=2,
+                        elinewidth=0.8, label=f"head {head}")
     bottom.plot(layers, scores.mean(KV_HEAD).values, color="black", linewidth=1, label="mean")
     bottom.set(xlabel=LAYER, ylabel=ylabel)
     if len(layers) <= 40:

@@ -9,7 +9,7 @@ the generated tokens exactly as to the prompt (they join the "text", "question" 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from capture.prompts import CHAT, DEFAULT_PROMPT, build_prompt
 from capture.samples import Prepared, prepare_sample
 from interventions import token_sets
 from interventions.apply import SamplePlan, intervened, plan_sample
-from interventions.spec import InterventionSpec
+from interventions.spec import NONE, InterventionSpec
 from store import annotation as ann
 from store.schema import SAMPLE_ID
 
@@ -134,18 +134,36 @@ def condition_fields(name: str, spec: InterventionSpec, plan: SamplePlan | None 
 
 
 def continuation_loss(loaded: LoadedModel, prepared: Prepared, n_continuation: int, spec: InterventionSpec,
-                      means: dict | None = None) -> float:
+                      means: dict | None = None, sample: token_sets.Sample | None = None) -> float:
     """Mean cross-entropy (nats per token) of the last `n_continuation` tokens of the input, each predicted from
-    the tokens before it."""
-    logits = forward_logits(loaded, prepared, spec, means, last=n_continuation + 1)[:-1]
-    targets = prepared.inputs["input_ids"][0, -n_continuation:].to(logits.device)
-    return float(torch.nn.functional.cross_entropy(logits, targets))
+    the tokens before it, with `spec` resolved on `sample` (default: the input, no label or id)."""
+    return _continuation(loaded, prepared, n_continuation, spec, means, sample)[0]
+
+
+def _continuation(loaded: LoadedModel, prepared: Prepared, n_continuation: int, spec: InterventionSpec,
+                  means: dict | None, sample: token_sets.Sample | None) -> tuple[float, SamplePlan]:
+    """`continuation_loss` and the plan that produced it."""
+    result = forward(loaded, prepared, spec, sample or sample_of(prepared, ""), means, last=n_continuation + 1)
+    targets = prepared.inputs["input_ids"][0, -n_continuation:].to(result.logits.device)
+    return float(torch.nn.functional.cross_entropy(result.logits[:-1], targets)), result.plan
+
+
+def with_keep(spec: InterventionSpec, keep: int | None) -> InterventionSpec:
+    """`spec` with only the first `keep` image tokens entering the model (None: all); a spec that truncates
+    image tokens itself is refused (the loss varies that with `keep`)."""
+    if spec.keep_image_tokens is not None:
+        raise ValueError(f"spec {spec.name!r} sets keep_image_tokens itself; the loss varies it with --keep")
+    return replace(spec, keep_image_tokens=keep)
 
 
 def caption_losses(loaded: LoadedModel, dataset: Dataset, keeps: list[int | None], instruction: str = DESCRIBE,
-                   means: dict | None = None) -> list[dict[str, Any]]:
-    """Loss of each record's first caption after `instruction`, keeping the first n image tokens for each n in
-    `keeps` (None: all of them)."""
+                   means: dict | None = None,
+                   conditions: dict[str, InterventionSpec] | None = None) -> list[dict[str, Any]]:
+    """Loss of each record's first caption after `instruction`, under each condition (default: "none" only),
+    keeping the first n image tokens for each n in `keeps` (None: all of them); one row per (record, condition,
+    keep), with the condition's columns (`condition_fields`)."""
+    conditions = conditions or {NONE: InterventionSpec()}
+    combined = {(name, keep): with_keep(spec, keep) for name, spec in conditions.items() for keep in keeps}
     rows = []
     tokenizer = loaded.processor.tokenizer
     for record in dataset.records:
@@ -158,11 +176,12 @@ def caption_losses(loaded: LoadedModel, dataset: Dataset, keeps: list[int | None
         # caption tokens as tokenised in context (a BPE merge may cross the boundary)
         n_caption = len(tokenizer(prefix + captions[0])["input_ids"]) - len(tokenizer(prefix)["input_ids"])
         n_image = len(token_sets.image_positions(prepared.table))
-        for keep in keeps:
-            spec = InterventionSpec(name=f"keep {keep}", keep_image_tokens=keep)
-            rows.append({SAMPLE_ID: record.sample_id, "keep": KEEP_ALL if keep is None else keep,
-                         "kept_image_tokens": n_image if keep is None else min(keep, n_image),
-                         "loss": continuation_loss(loaded, prepared, n_caption, spec, means)})
+        sample = sample_of(prepared, record.sample_id, None, norms_if_needed(loaded, prepared, list(conditions.values())))
+        for (name, keep), spec in combined.items():
+            loss, plan = _continuation(loaded, prepared, n_caption, spec, means, sample)
+            rows.append({**condition_fields(name, spec, plan), SAMPLE_ID: record.sample_id,
+                         "keep": KEEP_ALL if keep is None else keep,
+                         "kept_image_tokens": n_image if keep is None else min(keep, n_image), "loss": loss})
     if not rows:
         raise ValueError(f"dataset {dataset.name} has no records with captions")
     return rows

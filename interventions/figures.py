@@ -64,11 +64,26 @@ def window_effect(scores: list[dict]) -> Figure:
 
 
 def loss_curve(table: pd.DataFrame) -> Figure:
-    """Mean caption loss with its 95% interval over images against the number of image tokens kept."""
-    figure, axis = plt.subplots(figsize=(6.5, 4))
-    axis.errorbar(table["kept_image_tokens"], table["loss"], yerr=_error(table, "loss"), marker="o", capsize=3)
-    axis.set_xlabel("image tokens kept (first n)")
-    axis.set_ylabel("caption loss (nats / token)")
-    axis.set_title(f"Caption loss vs kept image tokens (n = {int(table['n'].max())} images, 95% interval)")
+    """Mean caption loss with its 95% interval over images against the number of image tokens kept, one curve per
+    condition (the unintervened model first); beside it, when there are specs, each one's change in loss against
+    the unintervened model with its paired 95% interval."""
+    changes = "loss_change" in table and table["loss_change"].notna().any()
+    figure, axes = plt.subplots(1, 2 if changes else 1, figsize=(12 if changes else 6.5, 4), squeeze=False)
+    conditions = table["condition"] if "condition" in table else pd.Series("none", index=table.index)
+    for condition in dict.fromkeys(conditions):
+        mine = table[conditions == condition]
+        drawn = axes[0, 0].errorbar(mine["kept_image_tokens"], mine["loss"], yerr=_error(mine, "loss"), marker="o",
+                                    capsize=3, label=condition)
+        if changes and mine["loss_change"].notna().any():
+            axes[0, 1].errorbar(mine["kept_image_tokens"], mine["loss_change"], yerr=_error(mine, "loss_change"),
+                                marker="o", capsize=3, label=condition, color=drawn.lines[0].get_color())
+    axes[0, 0].set(xlabel="image tokens kept (first n)", ylabel="caption loss (nats / token)",
+                   title=f"Caption loss vs kept image tokens (n = {int(table['n'].max())} images, 95% interval)")
+    axes[0, 0].legend(fontsize=8)
+    if changes:
+        axes[0, 1].axhline(0, color="grey", linewidth=0.8)
+        axes[0, 1].set(xlabel="image tokens kept (first n)", ylabel="change in loss vs none (nats / token)",
+                       title="Effect of each spec (paired 95% interval over images)")
+        axes[0, 1].legend(fontsize=8)
     figure.tight_layout()
     return figure

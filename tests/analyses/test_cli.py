@@ -30,8 +30,15 @@ def test_variance_cli_writes_the_key_list(planted_variance_store, tmp_path, caps
 def test_correspondence_cli(local_patch_store, tmp_path):
     assert main(["correspondence", "--store", str(local_patch_store), "--out", str(tmp_path), "--array", "values"]) == 0
     summary = json.loads((tmp_path / "correspondence.json").read_text())
-    assert summary["semantic"]["best"]["score"] == 1.0 and summary["semantic"]["n_keypoints"] == 32
-    assert summary["temporal"]["n_videos"] == 1
+    semantic = summary["semantic"]
+    assert semantic["max_in_sample"]["score"] == 1.0 and semantic["n_keypoints"] == 32
+    assert semantic["best"]["estimate"] == 1.0 and semantic["best"]["n"] == 1  # one pair chooses, one reports
+    assert semantic["pck"]["estimate"][0][0] == 1.0 and semantic["pck"]["n"][0][0] == 2
+    assert semantic["pck"]["low"][0][0] == semantic["pck"]["high"][0][0] == 1.0
+    assert semantic["baseline"]["representation"].endswith("(stream 0)") and semantic["baseline"]["n"] == 1
+    temporal = summary["temporal"]
+    assert temporal["n_videos"] == 1 and max(map(max, temporal["JF"]["estimate"])) == temporal["max_in_sample"]["score"]
+    assert temporal["JF"]["n"][0][0] == 1 and temporal["best"]["n"] == 0  # one video chooses the head, none reports
     assert (tmp_path / "semantic_pck.png").is_file() and (tmp_path / "temporal_jf.png").is_file()
 
 

@@ -18,6 +18,7 @@ from analyses.correspondence import (
     temporal_correspondence,
     videos,
 )
+from analyses.grid_intervals import held_out, ratio_grid
 
 
 def test_pairs_and_videos_come_from_the_annotations(local_patch_store):
@@ -63,6 +64,8 @@ def test_object_tokens_match_the_moved_object_box(local_patch_store):
     result = object_match_rate(ds, [moved], array="values", layers=[0])
     assert result.attrs["n_source_tokens"] == 4 and result.attrs["chance"] == 0.25
     assert (result.match_rate.values == 1.0).all()
+    assert result.pair_source_tokens.values.tolist() == [4] and result.pair_chance.values.tolist() == [1.0]
+    assert (result.pair_matched.values == 4).all()
     unmoved = KeypointPair(flip.source, flip.target, flip.source_points, flip.target_points,
                            target_box=(0.0, 0.0, 27.0, 27.0), source_box=(0.0, 0.0, 27.0, 27.0))
     assert (object_match_rate(ds, [unmoved], array="values", layers=[0]).match_rate.values == 0.0).all()
@@ -72,6 +75,7 @@ def test_temporal_propagation_follows_the_moving_mask(local_patch_store):
     ds = store.reader.open(local_patch_store)
     exact = temporal_correspondence(ds, videos(ds), layers=[0], topk=1, upsample="nearest")
     assert (exact.J.values == 1.0).all() and (exact.F.values == 1.0).all() and (exact.JF.values == 1.0).all()
+    assert exact.J_video.dims == ("video", "layer", "kv_head") and list(exact.video.values) == ["roll"]
     smooth = temporal_correspondence(ds, videos(ds), layers=[0])  # defaults: top-5, bilinear upsampling
     assert (smooth.J.values > 0.8).all()
 
@@ -106,3 +110,29 @@ def test_label_propagation_weights():
     np.testing.assert_allclose(labels[1], [[0.5, 0.5]])
     labels = propagate_labels(features, grids, np.array([[1.0, 0.0], [0.0, 1.0]]), topk=2, radius=0)
     np.testing.assert_allclose(labels[1], [[1.0, 0.0]])  # the other token is outside the neighbourhood
+
+
+def test_pck_interval_resamples_pairs(local_patch_store):
+    """Values of a patch-local model match each patch exactly: a source point predicts the centre of its patch's
+    image in the target. Claimed targets off by 0, 5, 6 px (flip) and 0, 14 px (roll) from those predictions, at a
+    tolerance of 0.1 x 56 px: 2 of 3 and 1 of 2 correct. PCK pools keypoints (3 / 5); the interval resamples the
+    two pairs: (flip, flip) 2/3, (roll, roll) 1/2, each drawn a quarter of the time, so the 2.5th and 97.5th
+    percentiles are exactly those."""
+    ds = store.reader.open(local_patch_store)
+    flip, roll = keypoint_pairs(ds)
+    source = np.array([[7.0, 7.0], [21.0, 7.0], [35.0, 21.0]])
+    predicted = np.array([[49.0, 7.0], [35.0, 7.0], [21.0, 21.0]])  # the mirrored patch centres
+    claimed = predicted + np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 6.0]])
+    flip_hits = int((np.linalg.norm(claimed - predicted, axis=1) <= 0.1 * 56).sum())
+    rolled = KeypointPair(roll.source, roll.target, np.array([[7.0, 7.0], [21.0, 35.0]]),
+                          np.array([[21.0, 7.0], [35.0, 49.0]]))  # the second is one patch below its prediction
+    result = semantic_correspondence(ds, [KeypointPair(flip.source, flip.target, source, claimed), rolled],
+                                     array="values", layers=[0])
+    assert flip_hits == 2 and result.pair_keypoints.values.tolist() == [3, 2]
+    assert (result.pair_correct.values[:, 0] == np.array([2, 1])[:, None]).all()
+    grid = ratio_grid(result.pair_correct, result.pair_keypoints)
+    assert np.allclose(grid.estimate.values, 3 / 5) and np.allclose(grid.estimate.values, result.pck.values)
+    assert np.allclose(grid.low.values, 1 / 2) and np.allclose(grid.high.values, 2 / 3) and (grid.n.values == 2).all()
+    chosen = held_out(result.pair_correct, result.pair_keypoints)  # one pair chooses the head, the other reports it
+    assert chosen.report.n == 1 and chosen.report.estimate in (2 / 3, 1 / 2)
+

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import xarray as xr
 
-from analyses.token_norms import hidden_norms, mean_norm_by_kind, register_fraction
+import store.reader
+from analyses.token_norms import hidden_norms, mean_norm_by_kind, per_image_counts, register_fraction, with_intervals
 from store.schema import TokenKind
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,10 +42,33 @@ def test_planted_norms():
     assert np.isclose(float(register_fraction(norms, ds.kind)[0]), 1 / 20)
 
 
+def test_intervals_resample_images():
+    """Two images: image norms 1.9 and 1.0 on average (10 tokens each), register fractions 1/10 and 0. The pooled
+    estimates are 1.45 and 1/20; resampling the two images gives (a, a), (b, b) a quarter of the time each, so the
+    interval runs from the one image's value to the other's."""
+    ds = planted()
+    curves = with_intervals(per_image_counts(hidden_norms(ds), ds.kind).compute())
+    assert set(curves) == {"mean_norm:text", "mean_norm:image", "register_fraction"}
+    image = curves["mean_norm:image"].isel(stream=0)
+    assert np.isclose(image.estimate, 1.45) and np.isclose(image.low, 1.0) and np.isclose(image.high, 1.9)
+    assert int(image.n) == 2
+    registers = curves["register_fraction"].isel(stream=0)
+    assert np.isclose(registers.estimate, 1 / 20) and registers.low == 0.0 and np.isclose(registers.high, 1 / 10)
+    text = curves["mean_norm:text"].isel(stream=0)
+    assert np.isclose(text.estimate, 3.0) and np.isclose(text.low, 3.0) and np.isclose(text.high, 3.0)
+
+
 def test_cli_writes_results_and_figure(captured_store, tmp_path):
     result = subprocess.run([sys.executable, "-m", "analyses", "token-norms", "--store", str(captured_store),
                              "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     results = json.loads((tmp_path / "token_norms.json").read_text())
     assert results["streams"] == [0, 1, 2] and "image" in results["mean_norm_by_kind"]
+    ds = store.reader.open(captured_store)
+    norms = hidden_norms(ds)
+    image = results["mean_norm_by_kind"]["image"]  # the pooled means, with intervals around them
+    assert np.allclose(image["estimate"], mean_norm_by_kind(norms, ds.kind).sel(kind="image").values, rtol=1e-5)
+    assert np.allclose(results["register_fraction"]["estimate"], register_fraction(norms, ds.kind).values)
+    assert all(low <= e <= high for low, e, high in zip(image["low"], image["estimate"], image["high"], strict=True))
+    assert image["n"] == [ds.sizes["sample"]] * 3 and results["register_fraction_if_normal"] == pytest.approx(0.02275, abs=1e-5)
     assert (tmp_path / "token_norms.png").read_bytes()[:4] == b"\x89PNG"

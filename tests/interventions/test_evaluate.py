@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -57,16 +58,53 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_caption_loss_by_kept_tokens_from_the_cli(synthetic_root, tmp_path):
+    spec = tmp_path / "interval.json"  # Wei's masking interval: no query sees image tokens 0-3, at any layer
+    spec.write_text(json.dumps({"name": "mask 0-3", "knockout": [{"queries": "all", "keys": "image[0:4]", "layers": "all"}]}))
     result = run("-m", "interventions", "loss", "--dataset", "synthetic-coco", "--data-root", str(synthetic_root),
-                 "--limit", "2", "--keep", "0,4,all", "--out", str(tmp_path))
+                 "--limit", "2", "--keep", "0,4,all", "--spec", str(spec), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(tmp_path / "caption_loss.csv")
-    assert len(table) == 3 and (table["n"] == 2).all() and table["kept_image_tokens"].iloc[0] == 0
+    assert len(table) == 6 and (table["n"] == 2).all() and table["kept_image_tokens"].iloc[0] == 0
+    assert list(table["condition"]) == ["none"] * 3 + ["mask 0-3"] * 3
     by_sample = pd.read_csv(tmp_path / "caption_loss_by_sample.csv")
-    for keep, mine in by_sample.groupby("keep", sort=False):  # the mean of the two images' losses, inside its interval
-        found = table[table["keep"].astype(str) == str(keep)].iloc[0]
+    for (condition, keep), mine in by_sample.groupby(["condition", "keep"], sort=False):  # the mean of two images
+        found = table[(table["condition"] == condition) & (table["keep"].astype(str) == str(keep))].iloc[0]
         assert found["loss"] == pytest.approx(mine["loss"].mean())
         assert found["loss_low"] <= found["loss"] <= found["loss_high"]
+        if condition == "none":
+            assert pd.isna(found["loss_change"])
+            continue
+        none = by_sample[(by_sample["condition"] == "none") & (by_sample["keep"] == keep)]
+        change = mine["loss"].to_numpy() - none["loss"].to_numpy()  # paired by image, in record order
+        assert found["loss_change"] == pytest.approx(change.mean()) and found["loss_change_n"] == 2
+        assert found["loss_change_low"] <= found["loss_change"] <= found["loss_change_high"]
+    masked = by_sample[by_sample["condition"] == "mask 0-3"]
+    assert list(masked["tokens_touched"]) == [0, 4, 4] * 2  # nothing to mask when no image token is kept
+    assert json.loads((tmp_path / "caption_loss.json").read_text())["conditions"]["mask 0-3"]["knockout"]
+
+
+def test_caption_loss_under_a_spec_beside_the_unintervened_model(tiny_model, synthetic_root):
+    loaded = tiny_model("tiny-llava-ov")
+    dataset = open_dataset("synthetic-coco", synthetic_root, None, 1)
+    n_layers = loaded.adapter.text_config(loaded.config).num_hidden_layers
+    blind = parse_spec({"name": "blind", "knockout": [{"queries": "text", "keys": "image", "layers": list(range(n_layers))}]})
+    plain = evaluate.caption_losses(loaded, dataset, [0, None])
+    rows = evaluate.caption_losses(loaded, dataset, [0, None], conditions={"none": InterventionSpec(), "blind": blind})
+    assert [r["loss"] for r in rows if r["condition"] == "none"] == [r["loss"] for r in plain]  # bit for bit
+    none_0, none_all, blind_0, blind_all = (r["loss"] for r in rows)
+    assert blind_0 == none_0  # no image token kept: nothing to block
+    # Text blind to the image at every layer: the caption's loss is that of any other image of the same size
+    record = dataset.records[0]
+    prefix = build_prompt(loaded.processor, "chat", evaluate.DESCRIBE, 1)
+    caption = record.annotation["captions"][0]
+    tokenizer = loaded.processor.tokenizer
+    n_caption = len(tokenizer(prefix + caption)["input_ids"]) - len(tokenizer(prefix)["input_ids"])
+    turned = prepare_sample(loaded, prefix + caption, [load_image(record.image_paths[0]).rotate(180)], record.annotation)
+    assert blind_all == evaluate.continuation_loss(loaded, turned, n_caption, blind)
+    assert none_all != evaluate.continuation_loss(loaded, turned, n_caption, InterventionSpec())
+    assert blind_all != none_all
+    with pytest.raises(ValueError, match="keep_image_tokens"):
+        evaluate.caption_losses(loaded, dataset, [None], conditions={"cut": InterventionSpec(keep_image_tokens=2)})
 
 
 def test_generation_without_intervention_is_greedy_decoding(tiny_model, synthetic_root):
