@@ -15,8 +15,8 @@ import xarray as xr
 import store.reader
 from analyses import figures, heads, probing
 from analyses.commands import Clustering, Correspondence, Probing, Variance
+from analyses.commands.probing import UNIT
 from analyses.ground_truth import object_masks
-from analyses.labels import labels_per_sample
 from analyses.tokens import captured_samples
 from interventions.commands import Spec, Vqa
 from recipes.recipe import Context, row
@@ -95,13 +95,12 @@ def referring_segmentation(context: Context) -> list[dict[str, Any]]:
     texts = store.reader.open(capture(context, "refcoco-text", "refcoco", limit, split="val", text_only=True))
     text_index = {str(s): i for i, s in enumerate(texts.sample_id.values)}
     samples = [int(s) for s in captured_samples(images)]
-    labels = labels_per_sample(images)
+    referred = {s: next(iter(object_masks(images, s).items())) for s in samples}  # the referred object: label, mask
     counts = [probing.text_segmentation(images, [s], texts, lambda s: text_index[str(images.sample_id.values[s])],
-                                        lambda s: object_masks(images, s)[labels[s][0]], label=labels[s][0],
-                                        splits=np.array([split]))
-              .drop_vars("iou").rename({"sample": probing.UNIT})
+                                        lambda s: referred[s][1], label=referred[s][0], splits=np.array([split]))
+              .drop_vars("iou").rename({"sample": UNIT})
               for s, split in zip(samples, heads.split(len(samples)), strict=True)]
-    counts = xr.concat(counts, probing.UNIT)
+    counts = xr.concat(counts, UNIT)
     best = probing.held_out_miou(counts).as_dict()
     out = context.folder("refcoco")
     (out / "referring_segmentation.json").write_text(json.dumps(best, indent=1, default=str))

@@ -44,7 +44,9 @@ def logit_lens_and_ablation(context: Context) -> list[dict[str, Any]]:
 
 
 def _lens_row(lens: dict[str, Any]) -> dict[str, Any]:
-    best = lens.get("best_layer_rate") or {}
-    return row("logit lens: object tokens decoded as their class, best layer per image", percent(best.get("estimate")),
-               23.7, "§4.1 (170 images; mean best layer 25.7 of 33)", percent(best.get("low")),
-               percent(best.get("high")), best.get("n"), f"mean best layer {lens.get('mean_best_layer')}")
+    """Neo et al.'s per-image best-layer hit rate (mean over images) and mean best layer."""
+    best = lens["per_image_best"]
+    rate, layer = best["rate"], best["mean_best_stream"]
+    return row("logit lens: object tokens decoded as their class, best layer per image", percent(rate["estimate"]),
+               23.7, "§4.1 (170 images; mean best layer 25.7 of 33)", percent(rate["low"]), percent(rate["high"]),
+               rate["n"], f"mean best stream {layer['estimate']}")

@@ -92,4 +92,5 @@ def _rounded(table: pd.DataFrame) -> pd.DataFrame:
     shown = table.copy()
     for column in ("ours", "low", "high"):
         shown[column] = [round(v, 4) if isinstance(v, float) else v for v in shown[column]]
-    return shown.fillna("")
+    shown["n"] = pd.Series([int(v) if isinstance(v, float) and v == v else v for v in shown["n"]], dtype=object)
+    return shown.astype(object).where(shown.notna(), "")

@@ -32,15 +32,16 @@ def multimodal_interaction(context: Context) -> list[dict[str, Any]]:
 
 
 def _cosine_rows(cosine: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per prompt type: the image-user text cosine at the last stream minus the first (empty prompts have no user
+    text: no curve)."""
     rows = []
     for kind, curves in cosine["curves"].items():
-        image_text = next((v for k, v in curves.items() if k.startswith("image") and "text" in k), None)
-        if image_text is None:
-            continue
-        values = image_text.get("mean") or []
-        rows.append(row(f"image-text cosine, last layer vs first ({kind} prompts)",
-                        None if not values else values[-1] - values[0], "rises in mid-to-late layers",
-                        "Fig. 4.3-4.4", note=f"curve {values[:1]} ... {values[-1:]}"))
+        curve = curves["image_text"]
+        values = [v for v in curve["mean"] if v is not None]
+        ours = values[-1] - values[0] if values else None
+        rows.append(row(f"image-text cosine, last stream minus first ({kind} prompts)", ours,
+                        "rises from the middle layers", "Fig. 4.3-4.4 (LLaVA-1.5)", n=max(curve["n_samples"]),
+                        note=f"{values[0]:.3f} -> {values[-1]:.3f}" if values else "no user text"))
     return rows
 
 
@@ -60,7 +61,8 @@ def _loss_row(table: pd.DataFrame) -> dict[str, Any]:
     none, full = table.iloc[0], table.iloc[-1]
     budget = 0.4 * full["kept_image_tokens"]
     within = table[table["kept_image_tokens"] <= budget]
-    reached = (none["loss"] - within.iloc[-1]["loss"]) / (none["loss"] - full["loss"])
+    reduction = none["loss"] - full["loss"]
+    reached = (none["loss"] - within.iloc[-1]["loss"]) / reduction if reduction > 1e-3 * none["loss"] else None
     return row("share of the loss reduction reached with 40% of the image tokens", percent(reached), 70,
                "§4.3, Fig. 4.6", n=int(full["n"]),
                note=f"loss {none['loss']:.3f} with no image token, {full['loss']:.3f} with all "
