@@ -4,9 +4,8 @@ Their numbers are for LLaVA-OneVision 7B unless a model is named."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import json
+from typing import Any
 
 import numpy as np
 import pandas as pd

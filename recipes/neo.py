@@ -12,6 +12,7 @@ from analyses.commands import LogitLens
 from interventions.commands import Poll
 from recipes.recipe import Context, row
 from recipes.steps import analyse, capture, percent, read_json
+from store.schema import TokenSet
 
 LENS_STORE = {"layers": "all", "tokens": "image", "ffn_topk": 0}
 
@@ -27,7 +28,7 @@ def logit_lens_and_ablation(context: Context) -> list[dict[str, Any]]:
     folder = context.folder("ablation")
     specs = []
     for name, tokens, control in (("object+1", "object+1", None), ("random", "random:object+1", "object+1")):
-        spec = {"name": name, "ablate": [{"tokens": tokens, "mean_from": str(store_path), "mean_over": "image"}],
+        spec = {"name": name, "ablate": [{"tokens": tokens, "mean_from": str(store_path), "mean_over": TokenSet.IMAGE.value}],
                 **({"control_of": control} if control else {})}
         specs.append(folder / f"ablate-{name}.json")
         specs[-1].write_text(json.dumps(spec, indent=1))

@@ -12,6 +12,7 @@ from analyses.commands import Cosine, LogitLens
 from interventions.commands import Loss
 from recipes.recipe import Context, row
 from recipes.steps import analyse, capture, percent, read_json
+from store.schema import TokenSet
 
 PROMPT_SETS = ("normal", "noisy", "empty")
 KEEP = "0,1,2,4,8,16,32,64,128,256,all"
@@ -21,7 +22,7 @@ def multimodal_interaction(context: Context) -> list[dict[str, Any]]:
     """400 COCO val images with their captions: one capture per prompt type, the cosine curves of all three, the
     lens on the normal prompts, the loss with 0..all image tokens kept."""
     limit = context.count(400)
-    stores = [capture(context, f"coco-prompt-{kind}", "coco", limit, split="val2017", prompt_set=kind, layers="all",
+    stores = [capture(context, f"coco-prompt-{kind}", "coco", limit, split="val2017", prompt_set=kind, layers=TokenSet.ALL.value,
                       ffn_topk=0) for kind in PROMPT_SETS]
     cosine = read_json(analyse(context, Cosine(), "cosine", store=tuple(stores), labels=",".join(PROMPT_SETS))
                        / "cosine_curves.json")

@@ -161,7 +161,8 @@ def visual_genome(root: Path) -> Path:
 
 def build_all(root: Path) -> dict[str, Path]:
     """Every miniature data set under `root`, by the name recipes give it."""
-    return {"coco": coco(root / "coco"), "spair": spair(root / "SPair-71k"), "davis": davis(root / "DAVIS"), "msrc": msrc(root / "MSRC"),
+    return {"coco": coco(root / "coco"),
+            "spair": spair(root / "SPair-71k"), "davis": davis(root / "DAVIS"), "msrc": msrc(root / "MSRC"),
             "pascal5i": pascal5i(root / "VOC2012"), "refcoco": refcoco(root / "refer/data/refcoco"),
             "pope": pope(root / "POPE"), "visual-genome": visual_genome(root / "VG")}
 
