@@ -26,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", action="append", default=[], metavar="NAME=DIR",
                      help="a data set's folder, e.g. coco=/data/coco (repeat)")
     run.add_argument("--out", type=Path, help="results folder (default: results/recipes/<name>)")
-    run.add_argument("--limit", type=int, help="at most N samples per capture (a quick look; the paper's counts "
-                                                "otherwise)")
+    run.add_argument("--limit", type=int, help="a quick look: at most N samples per capture, and fewer episodes, "
+                                                "random draws and kept-token counts (the paper's otherwise)")
     run.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     run.add_argument("--device", default="auto")
     return parser

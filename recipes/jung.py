@@ -23,7 +23,8 @@ def ffn_memory(context: Context) -> list[dict[str, Any]]:
     for subset in ("seen", "unseen"):
         store_path = capture(context, f"vg-{subset}", "visual-genome", context.count(None), split="test", subset=subset,
                              **PREFIX)
-        out = analyse(context, FfnMemory(), f"ffn-memory-{subset}", store=store_path, n_keys=3)
+        out = analyse(context, FfnMemory(), f"ffn-memory-{subset}", store=store_path, n_keys=3,
+                      n_draws=context.sweep(100, 5))
         rows += _coherence_rows(subset, pd.read_csv(out / "label_coherence.csv"), read_json(out / "ffn_memory.json"))
     return rows
 

@@ -21,11 +21,13 @@ from interventions.commands import Spec, Vqa
 from recipes.recipe import Context, row
 from recipes.scores import pope_f1
 from recipes.steps import analyse, capture, percent, read_json
+from store.schema import KEYS, SAMPLE, TokenSet
 
+IMAGE, ALL = TokenSet.IMAGE.value, TokenSet.ALL.value
 T1 = "Table 1 (LM image value, max over heads)"
 SEGMENTATION_TABLE_6 = {"llava-ov-7b": "Table 6", "qwen2.5-vl-7b": "Table 6", "llama3-llava-next-8b": "Table 6"}
 COCO = "COCO 2017: annotations/instances_val2017.json, val2017/"
-KEYS_STORE = {"layers": "all", "tokens": "image", "ffn_topk": 0, "keys_prerope": True}  # keys of every layer
+KEYS_STORE = {"layers": ALL, "tokens": IMAGE, "ffn_topk": 0, "keys_prerope": True}  # keys of every layer
 
 
 def _best_row(result: str, best: dict[str, Any], paper: float, source: str, n: int | None, scale: float = 100.0,
@@ -41,7 +43,7 @@ def semantic_correspondence(context: Context) -> list[dict[str, Any]]:
     rows = []
     for name, prefix, paper, source in (("spair", None, 46.1, T1), ("spair-prefixed", "{category} ", 46.5,
                                                                      "Table 4 (prefixing: the class name)")):
-        store_path = capture(context, name, "spair", context.count(None), split="test", tokens="image", prefix=prefix)
+        store_path = capture(context, name, "spair", context.count(None), split="test", tokens=IMAGE, prefix=prefix)
         out = analyse(context, Correspondence(), name, store=store_path, alpha=0.1)
         semantic = read_json(out / "correspondence.json")["semantic"]
         rows.append(_best_row(f"SPair-71k PCK@0.1{' (class-name prefix)' if prefix else ''}", semantic["best"], paper,
@@ -52,7 +54,7 @@ def semantic_correspondence(context: Context) -> list[dict[str, Any]]:
 def temporal_correspondence(context: Context) -> list[dict[str, Any]]:
     """DAVIS-2017 val: the first frame's masks propagated by value similarity (7 previous frames, top 5, radius
     12); J&F, J and F of the best head."""
-    store_path = capture(context, "davis", "davis", context.count(None), split="val", tokens="image")
+    store_path = capture(context, "davis", "davis", context.count(None), split="val", tokens=IMAGE)
     temporal = read_json(analyse(context, Correspondence(), "davis", store=store_path) / "correspondence.json")["temporal"]
     n = temporal["n_videos"]
     return [_best_row("DAVIS-2017 J&F", temporal["best"], 65.8, T1, n),
@@ -81,7 +83,7 @@ def _held_out_row(result: str, entry: dict[str, Any], paper: float, source: str)
 def few_shot_segmentation(context: Context) -> list[dict[str, Any]]:
     """Pascal-5i val, folds 0-3: 5-shot linear probes on value tokens (50 episodes per split); class-mean mIoU."""
     store_path = capture(context, "pascal5i", "pascal5i", context.count(None), split="val", subset="0,1,2,3")
-    out = analyse(context, Probing(), "pascal5i", store=store_path, shots=5, episodes=context.count(50) or 50)
+    out = analyse(context, Probing(), "pascal5i", store=store_path, shots=5, episodes=context.sweep(50, 5))
     return [_held_out_row("Pascal-5i 5-shot foreground mIoU", read_json(out / "probing.json")["linear_probe"], 26.2,
                           f"{T1}; Qwen2.5-VL 28.5, LLaVA-NeXT 21.6 (Table 6)")]
 
@@ -90,14 +92,14 @@ def referring_segmentation(context: Context) -> list[dict[str, Any]]:
     """RefCOCO val (unc): each expression captured as text alone; its final token's value segments the image's
     values by dot product (the top half of the scores, min-max scaled); IoU with the referred object's mask."""
     limit = context.count(None)
-    images = store.reader.open(capture(context, "refcoco", "refcoco", limit, split="val", tokens="image"))
+    images = store.reader.open(capture(context, "refcoco", "refcoco", limit, split="val", tokens=IMAGE))
     texts = store.reader.open(capture(context, "refcoco-text", "refcoco", limit, split="val", text_only=True))
     text_index = {str(s): i for i, s in enumerate(texts.sample_id.values)}
     samples = [int(s) for s in captured_samples(images)]
     referred = {s: next(iter(object_masks(images, s).items())) for s in samples}  # the referred object: label, mask
     counts = [probing.text_segmentation(images, [s], texts, lambda s: text_index[str(images.sample_id.values[s])],
                                         lambda s: referred[s][1], label=referred[s][0], splits=np.array([split]))
-              .drop_vars("iou").rename({"sample": UNIT})
+              .drop_vars("iou").rename({SAMPLE: UNIT})
               for s, split in zip(samples, heads.split(len(samples)), strict=True)]
     counts = xr.concat(counts, UNIT)
     best = probing.held_out_miou(counts).as_dict()
@@ -115,7 +117,7 @@ def _key_variance(context: Context) -> tuple[dict[str, Any], Any]:
     """Keys of every layer for 1,000 COCO val images, their variance per (layer, KV head) across images on the base
     view's cells, split at the histogram valley (Liu et al. A.6.1): the key list and its folder."""
     store_path = capture(context, "coco-keys", "coco", context.count(1000), split="val2017", **KEYS_STORE)
-    out = analyse(context, Variance(), "key-variance", store=store_path, array="keys", part="base", method="valley")
+    out = analyse(context, Variance(), "key-variance", store=store_path, array=KEYS, part="base", method="valley")
     return read_json(out / "input_agnostic_keys.json"), out
 
 

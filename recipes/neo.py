@@ -14,7 +14,7 @@ from recipes.recipe import Context, row
 from recipes.steps import analyse, capture, percent, read_json
 from store.schema import TokenSet
 
-LENS_STORE = {"layers": "all", "tokens": "image", "ffn_topk": 0}
+LENS_STORE = {"layers": TokenSet.ALL.value, "tokens": TokenSet.IMAGE.value, "ffn_topk": 0}
 
 
 def logit_lens_and_ablation(context: Context) -> list[dict[str, Any]]:
@@ -34,7 +34,7 @@ def logit_lens_and_ablation(context: Context) -> list[dict[str, Any]]:
         specs[-1].write_text(json.dumps(spec, indent=1))
     out = analyse(context, Poll(), "ablation", model=context.model, dataset="coco", data_root=context.data["coco"],
                   split="val2017", limit=context.count(None), dtype=context.dtype, device=context.device,
-                  spec=tuple(specs), neo_selection=True, control_draws=3 if context.limit else 10)
+                  spec=tuple(specs), neo_selection=True, control_draws=context.sweep(10, 2))
     scores = pd.read_csv(out / "polling_scores.csv").set_index("condition")
     for name, paper in (("object+1", 51.28), ("random", 0.0)):
         if name in scores.index and "yes_to_no" in scores.columns:

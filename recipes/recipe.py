@@ -49,7 +49,8 @@ class Recipe:
 @dataclass
 class Context:
     """Where a recipe runs: the model (alias, hub id or directory), the data set folders by name, its output
-    folder, a sample limit for quick runs (None: the paper's counts) and the compute dtype / device."""
+    folder, a sample limit for quick runs (None: the paper's counts; with it, `sweep` takes the quick settings) and the
+    compute dtype / device."""
 
     model: str
     data: dict[str, Path]
@@ -64,6 +65,11 @@ class Context:
         if self.limit is None:
             return paper_count
         return self.limit if paper_count is None else min(self.limit, paper_count)
+
+    def sweep(self, paper: Any, quick: Any) -> Any:
+        """A repeated part's setting (episodes, random draws, kept-token counts): the paper's, or with --limit a
+        quick one, so that a quick look stays quick."""
+        return paper if self.limit is None else quick
 
     def folder(self, name: str) -> Path:
         path = self.out / name

@@ -15,7 +15,8 @@ from recipes.steps import analyse, capture, percent, read_json
 from store.schema import TokenSet
 
 PROMPT_SETS = ("normal", "noisy", "empty")
-KEEP = "0,1,2,4,8,16,32,64,128,256,all"
+KEEP = "0,1,2,4,8,16,32,64,128,256,all"  # image tokens kept
+QUICK_KEEP = "0,16,64,all"
 
 
 def multimodal_interaction(context: Context) -> list[dict[str, Any]]:
@@ -28,7 +29,7 @@ def multimodal_interaction(context: Context) -> list[dict[str, Any]]:
                        / "cosine_curves.json")
     lens = read_json(analyse(context, LogitLens(), "logit-lens-captions", store=stores[0]) / "logit_lens.json")
     out = analyse(context, Loss(), "truncation", model=context.model, dataset="coco", data_root=context.data["coco"],
-                  split="val2017", limit=limit, dtype=context.dtype, device=context.device, keep=KEEP)
+                  split="val2017", limit=limit, dtype=context.dtype, device=context.device, keep=context.sweep(KEEP, QUICK_KEEP))
     return [*_cosine_rows(cosine), *_lens_rows(lens), _loss_row(pd.read_csv(out / "caption_loss.csv"))]
 
 

@@ -168,16 +168,18 @@ def build_all(root: Path) -> dict[str, Path]:
 
 
 def coco(root: Path) -> Path:
-    """COCO 2017: annotations/instances_val2017.json and captions_val2017.json, val2017/*.jpg. Six 224 x 224 images,
-    each with one square of 40 x 40 px (1,600 px²: Neo et al.'s polling selection) and, in the even ones, a
-    square of 160 x 150 px (24,000 px²: their logit-lens range); polygon segmentations, two captions each."""
+    """COCO 2017: annotations/instances_val2017.json and captions_val2017.json, val2017/*.jpg. Six images, each with
+    one car of 40 x 40 px (1,600 px²: Neo et al.'s polling selection); the first is 200 x 160 with a dog of
+    150 x 150 px too (22,500 px²: their logit-lens range), the others 64 x 64; polygon segmentations, two captions
+    each."""
     categories = [{"id": 18, "name": "dog", "supercategory": "animal"}, {"id": 3, "name": "car", "supercategory": "vehicle"}]
     images, annotations, captions = [], [], []
     for k in range(6):
         name = f"{k + 1:012d}.jpg"
-        _image(root / "val2017" / name, 224, 224, seed=10 + k)
-        images.append({"id": k + 1, "file_name": name, "width": 224, "height": 224})
-        boxes = [(3, 10 + 20 * k, 10, 40, 40)] + ([(18, 50, 60, 160, 150)] if k % 2 == 0 else [])
+        width, height = (200, 160) if k == 0 else (64, 64)
+        _image(root / "val2017" / name, width, height, seed=10 + k)
+        images.append({"id": k + 1, "file_name": name, "width": width, "height": height})
+        boxes = [(3, 4 + 3 * k, 10, 40, 40)] + ([(18, 48, 5, 150, 150)] if k == 0 else [])
         for category, x, y, w, h in boxes:
             annotations.append({"id": len(annotations) + 1, "image_id": k + 1, "category_id": category, "iscrowd": 0,
                                 "bbox": [x, y, w, h], "area": w * h,
