@@ -11,6 +11,7 @@ import pandas as pd
 from analyses.commands import FfnMemory
 from recipes.recipe import Context, row
 from recipes.steps import analyse, capture, read_json
+from store.schema import LAYER
 
 PREFIX = {"samples": "annotations", "template": "bbox", "visual_prefix": True, "tokens": "last", "next_token_topk": 5}
 
@@ -31,7 +32,7 @@ def ffn_memory(context: Context) -> list[dict[str, Any]]:
 
 def _coherence_rows(subset: str, coherence: pd.DataFrame, summary: dict[str, Any]) -> list[dict[str, Any]]:
     """How many layers have a mean top-label cosine above the random labels' (the paper: every layer)."""
-    means = coherence.groupby(["layer", "kind"])["cosine"].mean().unstack("kind")
+    means = coherence.groupby([LAYER, "kind"])["cosine"].mean().unstack("kind")
     above = int((means["labels"] > means["random"]).sum())
     unique_keys = sum((summary.get("unique_keys_per_layer") or {}).values())
     figure = "Fig. 4" if subset == "seen" else "Fig. 5"

@@ -21,20 +21,20 @@ from interventions.commands import Spec, Vqa
 from recipes.recipe import Context, row
 from recipes.scores import pope_f1
 from recipes.steps import analyse, capture, percent, read_json
-from store.schema import KEYS, SAMPLE, TokenSet
+from store.schema import KEYS, KV_HEAD, LAYER, SAMPLE, TokenSet
 
 IMAGE, ALL = TokenSet.IMAGE.value, TokenSet.ALL.value
 T1 = "Table 1 (LM image value, max over heads)"
 SEGMENTATION_TABLE_6 = {"llava-ov-7b": "Table 6", "qwen2.5-vl-7b": "Table 6", "llama3-llava-next-8b": "Table 6"}
 COCO = "COCO 2017: annotations/instances_val2017.json, val2017/"
-KEYS_STORE = {"layers": ALL, "tokens": IMAGE, "ffn_topk": 0, "keys_prerope": True}  # keys of every layer
+KEYS_STORE = {"layers": ALL, "tokens": IMAGE, "ffn_topk": 0}  # the cache's keys, every layer
 
 
 def _best_row(result: str, best: dict[str, Any], paper: float, source: str, n: int | None, scale: float = 100.0,
               note: str = "") -> dict[str, Any]:
     """A row from an analysis's best (layer, head): the max over heads, as the paper reports."""
     score = best.get("score", best.get("estimate"))
-    where = f"layer {best.get('layer')}, head {best.get('kv_head')}"
+    where = f"layer {best.get(LAYER)}, head {best.get(KV_HEAD)}"
     return row(result, None if score is None else scale * score, paper, source, n=n, note=f"{where}. {note}".strip())
 
 
@@ -73,7 +73,7 @@ def co_segmentation(context: Context) -> list[dict[str, Any]]:
 def _held_out_row(result: str, entry: dict[str, Any], paper: float, source: str) -> dict[str, Any]:
     """A row from a held-out best head (chosen on one half, reported on the other) and its stream-0 baseline."""
     best, baseline = entry["best"], entry.get("baseline") or {}
-    note = f"layer {best['layer']}, head {best['kv_head']}, chosen on the other half"
+    note = f"layer {best[LAYER]}, head {best[KV_HEAD]}, chosen on the other half"
     if baseline.get("estimate") is not None:
         note += f"; input visual representation (stream 0): {percent(baseline['estimate']):.1f}"
     return row(result, percent(best["estimate"]), paper, source, percent(best["low"]), percent(best["high"]), best["n"],
