@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from analyses.commands import FfnMemory
+from analyses.ffn_memory import COHERENCE_KIND
 from recipes.recipe import Context, row
 from recipes.steps import analyse, capture, read_json
 from store.schema import LAYER
@@ -32,7 +33,7 @@ def ffn_memory(context: Context) -> list[dict[str, Any]]:
 
 def _coherence_rows(subset: str, coherence: pd.DataFrame, summary: dict[str, Any]) -> list[dict[str, Any]]:
     """How many layers have a mean top-label cosine above the random labels' (the paper: every layer)."""
-    means = coherence.groupby([LAYER, "kind"])["cosine"].mean().unstack("kind")
+    means = coherence.groupby([LAYER, COHERENCE_KIND])["cosine"].mean().unstack(COHERENCE_KIND)
     above = int((means["labels"] > means["random"]).sum())
     unique_keys = sum((summary.get("unique_keys_per_layer") or {}).values())
     figure = "Fig. 4" if subset == "seen" else "Fig. 5"
