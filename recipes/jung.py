@@ -12,9 +12,9 @@ from analyses.commands import FfnMemory
 from analyses.ffn_memory import COHERENCE_KIND
 from recipes.recipe import Context, row
 from recipes.steps import analyse, capture, read_json
-from store.schema import LAYER
+from store.schema import LAYER, TokenSet
 
-PREFIX = {"samples": "annotations", "template": "bbox", "visual_prefix": True, "tokens": "last", "next_token_topk": 5}
+PREFIX = {"samples": "annotations", "template": "bbox", "visual_prefix": True, "tokens": TokenSet.LAST.value, "next_token_topk": 5}
 
 
 def ffn_memory(context: Context) -> list[dict[str, Any]]:
