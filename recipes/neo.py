@@ -36,11 +36,13 @@ def logit_lens_and_ablation(context: Context) -> list[dict[str, Any]]:
                   split="val2017", limit=context.count(None), dtype=context.dtype, device=context.device,
                   spec=tuple(specs), neo_selection=True, control_draws=context.sweep(10, 2))
     scores = pd.read_csv(out / "polling_scores.csv").set_index("condition")
-    for name, paper in (("object+1", 51.28), ("random", 0.0)):
+    for name, paper, source in (("object+1", 51.28, "Table 1, LLaVA 1.5, Polling: Object + 1 Buffer (33.4 tokens)"),
+                                ("random", 0.0, "Table 1, LLaVA 1.5, Polling: Random (5 to 250 tokens)")):
         if name in scores.index and "yes_to_no" in scores.columns:
             rows.append(row(f"polling decrease (Yes→No) ablating {name} tokens", scores.loc[name, "yes_to_no"], paper,
-                            "Table 1, LLaVA 1.5, Polling", scores.loc[name].get("yes_to_no_low"),
-                            scores.loc[name].get("yes_to_no_high"), scores.loc[name].get("n_questions")))
+                            source, scores.loc[name].get("yes_to_no_low"),
+                            scores.loc[name].get("yes_to_no_high"), scores.loc[name].get("yes_to_no_n"),
+                            "Yes→No among present objects the unablated model said Yes to (percent)"))
     return rows
 
 
