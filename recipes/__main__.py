@@ -38,7 +38,8 @@ def listing() -> str:
     blocks = []
     for r in RECIPES:
         lines = [f"{r.name}", f"  paper:    {r.paper}", f"  result:   {r.result}", f"  settings: {r.settings}"]
-        lines += [f"  --data {name}=DIR  {layout}" for name, layout in r.data.items()]
+        lines += [f"  --data {name}=DIR  {layout}{' (optional)' if name in r.optional else ''}"
+                  for name, layout in r.data.items()]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

@@ -15,6 +15,7 @@ LAYOUTS = {
     "pascal5i": "VOC2012: JPEGImages/, ImageSets/Segmentation/val.txt, SegmentationClass/ (+ SBD for train)",
     "refcoco": "refer toolkit data/refcoco/: instances.json + refs(unc).json|.jsonl|.parquet (no pickle), COCO train2014/",
     "pope": "POPE: output/coco/coco_pope_{random,popular,adversarial}.json and COCO val2014/",
+    "mme": "MME_Benchmark_release_version/: count/, color/, position/, existence/ (images with <stem>.txt questions)",
     "visual-genome": "Visual Genome v1.4: objects.json, image_data.json, VG_100K/, VG_100K_2/",
 }
 
@@ -42,9 +43,10 @@ RECIPES = [
     Recipe("liu-refcoco-referring", LIU, "referring segmentation mIoU (Tables 1, 6)",
            "RefCOCO val (unc); the expression's final text-token value, dot product with image values",
            _data("refcoco"), liu.referring_segmentation),
-    Recipe("liu-knockout", LIU, "knockout of text queries to late input-agnostic keys: POPE F1 (Tables 3, 7, 9)",
-           "variance on 1,000 COCO images, valley; the last 10 layers' flagged keys; POPE's released questions",
-           _data("coco", "pope"), liu.knockout),
+    Recipe("liu-knockout", LIU, "knockout of text queries to late input-agnostic keys: POPE F1, MME* (Tables 3, 7, 8, 9)",
+           "variance on 1,000 COCO images, valley; the last 10 layers' flagged keys; POPE's released questions; "
+           "MME's count, color, position, existence when --data mme is given",
+           _data("coco", "pope", "mme"), liu.knockout, optional=("mme",)),
     Recipe("jung-ffn-memory", "Jung et al., Prompt the Unseen", "FFN key-value memory, seen vs unseen labels "
            "(§4, Fig. 4-7)", "Visual Genome test images, seen / unseen split (MiniLM, spherical k-means K=2); "
            "bbox visual prefixes; top-3 keys per layer", _data("visual-genome"), jung.ffn_memory),

@@ -5,6 +5,7 @@ Their numbers are for LLaVA-OneVision 7B unless a model is named."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,13 +18,19 @@ from analyses.commands import Clustering, Correspondence, Probing, Variance
 from analyses.commands.probing import UNIT
 from analyses.ground_truth import object_masks
 from analyses.tokens import captured_samples
+from capture.datasets import open_dataset
+from capture.datasets.mme import PERCEPTION
 from interventions.commands import Spec, Vqa
 from recipes.recipe import Context, row
-from recipes.scores import pope_f1
+from recipes.scores import mme_scores, pope_f1
 from recipes.steps import analyse, capture, percent, read_json
+from store import annotation as ann
 from store.schema import KEYS, KV_HEAD, LAYER, SAMPLE, TokenSet
 
 IMAGE, ALL = TokenSet.IMAGE.value, TokenSet.ALL.value
+NONE, KNOCKOUT = "none", "late input-agnostic keys"  # the conditions compared (the spec's name)
+MME_SUBTASKS = PERCEPTION[:4]  # existence, count, position, color: Liu et al.'s four (after Zhang et al. 2025)
+MME_PAPER = {NONE: 173.3, KNOCKOUT: 179.0}
 T1 = "Table 1 (LM image value, max over heads)"
 KEYS_STORE = {"layers": ALL, "tokens": IMAGE, "ffn_topk": 0}  # the cache's keys, every layer
 
@@ -138,13 +145,36 @@ def knockout(context: Context) -> list[dict[str, Any]]:
     was measured), on POPE's released questions; F1 (answer Yes as positive) with and without."""
     keys, variance_out = _key_variance(context)
     spec = context.folder("knockout") / "late-input-agnostic.json"
-    context.written += Spec()(keys=variance_out / "input_agnostic_keys.json", group="late", out=spec)
+    context.written += Spec()(keys=variance_out / "input_agnostic_keys.json", group="late", out=spec,
+                              name=KNOCKOUT)
     out = analyse(context, Vqa(), "knockout", model=context.model, dataset="pope", data_root=context.data["pope"],
                   limit=context.count(None), dtype=context.dtype, device=context.device, spec=(spec,))
     answers = pd.read_csv(out / "vqa_answers.csv")
     rows = []
-    for condition, paper in (("none", 78.1), ("late input-agnostic keys", 81.2)):
+    for condition, paper in ((NONE, 78.1), (KNOCKOUT, 81.2)):
         f1 = pope_f1(answers[answers["condition"] == condition])
         rows.append(row(f"POPE F1, knockout: {condition}", f1.estimate, paper, "Table 3, 7, 9", f1.low, f1.high, f1.n,
                         f"{keys['counts'].get('late', 0)} late keys blocked; random, popular, adversarial pooled"))
+    if "mme" in context.data:
+        rows += _mme_knockout(context, spec)
+    return rows
+
+
+def _mme_knockout(context: Context, spec: Path) -> list[dict[str, Any]]:
+    """The same knockout on MME's count, color, position and existence subtasks (Liu et al. Tables 3, 8): each
+    subtask's score (accuracy + accuracy+) and MME*, their mean."""
+    out = analyse(context, Vqa(), "knockout-mme", model=context.model, dataset="mme", data_root=context.data["mme"],
+                  subset=",".join(MME_SUBTASKS), limit=context.count(None), dtype=context.dtype, device=context.device,
+                  spec=(spec,))
+    records = open_dataset("mme", context.data["mme"], None, context.count(None), ",".join(MME_SUBTASKS)).records
+    subtask = {r.sample_id: r.annotation[ann.SUBSET] for r in records}
+    image = {r.sample_id: str(r.annotation[ann.IMAGE_ID]) for r in records}
+    answers = pd.read_csv(out / "vqa_answers.csv")
+    rows = []
+    for condition, paper in ((NONE, MME_PAPER[NONE]), (KNOCKOUT, MME_PAPER[KNOCKOUT])):
+        scores = mme_scores(answers[answers["condition"] == condition], subtask, image)
+        measured = ", ".join(f"{name} {value:.1f}" for name, value in scores.items() if name != "MME*")
+        rows.append(row(f"MME* (count, color, position, existence), knockout: {condition}", scores["MME*"], paper,
+                        "Table 3; per subtask Table 8", n=int((answers["condition"] == condition).sum()),
+                        note=f"ours: {measured}"))
     return rows

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from analyses import intervals
+from store.schema import SAMPLE_ID
 
 YES = "yes"
 
@@ -26,3 +27,18 @@ def pope_f1(answers: pd.DataFrame) -> intervals.Interval:
     scale = 100.0
     return intervals.Interval(scale * interval.estimate, scale * interval.low, scale * interval.high, interval.n,
                               interval.method)
+
+
+def mme_scores(answers: pd.DataFrame, subtask_of: dict[str, str], image_of: dict[str, str]) -> dict[str, float]:
+    """MME's score of each subtask (the eval tool's: accuracy over questions plus accuracy+ over images, whose two
+    questions must both be right, in percent; at most 200) from `answers` (columns sample_id, `correct`) of one
+    condition, with each question's subtask and image; and "MME*", their mean (Liu et al. Table 3)."""
+    frame = answers.assign(subtask=answers[SAMPLE_ID].map(subtask_of), mme_image=answers[SAMPLE_ID].map(image_of))
+    frame["correct"] = frame["correct"].astype(str).str.lower() == "true"
+    scores = {}
+    for subtask, questions in frame.groupby("subtask", sort=True):
+        accuracy = questions["correct"].mean()
+        accuracy_plus = questions.groupby("mme_image")["correct"].all().mean()
+        scores[subtask] = 100.0 * (accuracy + accuracy_plus)
+    scores["MME*"] = float(np.mean(list(scores.values()))) if scores else float("nan")
+    return scores

@@ -137,6 +137,17 @@ def pope(root: Path) -> Path:
     return root
 
 
+def mme(root: Path) -> Path:
+    """MME_Benchmark_release_version/: <task>/<stem>.jpg with <stem>.txt beside it, `question\tYes|No` a line;
+    two images of two questions each in the four subtasks Liu et al. use."""
+    for seed, task in enumerate(("count", "color", "position", "existence")):
+        for stem in ("0001", "0002"):
+            _image(root / task / f"{stem}.jpg", 32, 24, seed=seed)
+            (root / task / f"{stem}.txt").write_text(f"Is there a {task} one? Please answer yes or no.\tYes\n"
+                                                     f"Is there a {task} two? Please answer yes or no.\tNo\n")
+    return root
+
+
 def visual_genome(root: Path) -> Path:
     """Visual Genome v1.4: objects.json, image_data.json (the url names VG_100K or VG_100K_2); eight classes of
     ten objects each over six images, so that the seen / unseen split has labels on both sides."""
@@ -164,7 +175,8 @@ def build_all(root: Path) -> dict[str, Path]:
     return {"coco": coco(root / "coco"),
             "spair": spair(root / "SPair-71k"), "davis": davis(root / "DAVIS"), "msrc": msrc(root / "MSRC"),
             "pascal5i": pascal5i(root / "VOC2012"), "refcoco": refcoco(root / "refer/data/refcoco"),
-            "pope": pope(root / "POPE"), "visual-genome": visual_genome(root / "VG")}
+            "pope": pope(root / "POPE"), "mme": mme(root / "MME_Benchmark_release_version"),
+            "visual-genome": visual_genome(root / "VG")}
 
 
 def coco(root: Path) -> Path:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from recipes.recipe import Context
-from recipes.scores import pope_f1
+from recipes.scores import mme_scores, pope_f1
 
 
 def test_pope_f1_counts_yes_as_positive():
@@ -27,3 +27,12 @@ def test_limit_takes_the_quick_settings(tmp_path):
     quick = Context("m", {}, tmp_path, limit=3)
     assert (paper.count(1000), paper.count(None), paper.sweep(50, 5)) == (1000, None, 50)
     assert (quick.count(1000), quick.count(None), quick.count(2), quick.sweep(50, 5)) == (3, 3, 2, 5)
+
+
+def test_mme_score_is_accuracy_plus_accuracy_plus():
+    # count: image a both right, image b one of two -> accuracy 3/4, accuracy+ 1/2 -> 125; color: all right -> 200
+    answers = pd.DataFrame({"sample_id": ["a1", "a2", "b1", "b2", "c1", "c2"],
+                            "correct": [True, True, True, False, True, True]})
+    subtask = {"a1": "count", "a2": "count", "b1": "count", "b2": "count", "c1": "color", "c2": "color"}
+    image = {key: key[0] for key in subtask}
+    assert mme_scores(answers, subtask, image) == {"color": 200.0, "count": 125.0, "MME*": 162.5}
