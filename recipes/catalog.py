@@ -28,7 +28,8 @@ RECIPES = [
     Recipe("liu-key-variance", LIU, "input-agnostic image keys: bimodal key variance, valley threshold (§3.2, Fig. 4, "
            "14-15)", "1,000 COCO val images; keys of every layer, base view; L2 variance per (layer, KV head); valley",
            _data("coco"), liu.key_variance),
-    Recipe("liu-spair-pck", LIU, "semantic correspondence PCK@0.1, and with the class name as prefix (Tables 1, 4)",
+    Recipe("liu-spair-pck", LIU, "semantic correspondence PCK@0.1; with the class name, or an unrelated sentence, as prefix "
+           "(Tables 1, 4)",
            "SPair-71k test pairs; image values; cosine nearest neighbour; alpha 0.1 of the target box", _data("spair"),
            liu.semantic_correspondence),
     Recipe("liu-davis-jf", LIU, "temporal correspondence J&F (Tables 1, 2)",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+import store.reader
 from recipes.__main__ import main
 from recipes.catalog import RECIPES
 from tests.recipes.layouts import build_all
@@ -51,6 +52,12 @@ def test_recipe_runs_on_the_miniature_data(name, data_root, tmp_path):
     assert (out / "results.md").read_text().count("|") > 8
     assert any(path.suffix == ".png" for path in out.rglob("*.png"))
     assert table["ours"].notna().any()  # at least one number of ours in the table
+    if name == "liu-spair-pck":  # Table 4's prefixes reached the prompts, before the image
+        prompts = {stem: str(store.reader.open(out / "stores" / f"{stem}.zarr").prompt.values[0])
+                   for stem in ("spair", "spair-prefixed", "spair-random-prefix")}
+        prefixed = prompts["spair-prefixed"]
+        assert "cat" not in prompts["spair"] and prefixed.index("cat ") < prefixed.index("<image>")
+        assert "A wooden table" in prompts["spair-random-prefix"]
     if name == "liu-knockout":  # MME was given too: its subtask scores are at most 200, MME* is their mean
         mme = table[table["result"].str.startswith("MME*")]
         assert list(mme["paper"]) == ["173.3", "179.0"]
