@@ -16,6 +16,7 @@ LAYOUTS = {
     "refcoco": "refer toolkit data/refcoco/: instances.json + refs(unc).json|.jsonl|.parquet (no pickle), COCO train2014/",
     "pope": "POPE: output/coco/coco_pope_{random,popular,adversarial}.json and COCO val2014/",
     "mme": "MME_Benchmark_release_version/: count/, color/, position/, existence/ (images with <stem>.txt questions)",
+    "blink": "BLINK (BLINK-Benchmark/BLINK): <Task>/val-00000-of-00001.parquet, images inside",
     "visual-genome": "Visual Genome v1.4: objects.json, image_data.json, VG_100K/, VG_100K_2/",
 }
 
@@ -48,6 +49,9 @@ RECIPES = [
            "variance on 1,000 COCO images, valley; the last 10 layers' flagged keys; POPE's released questions; "
            "MME's count, color, position, existence when --data mme is given",
            _data("coco", "pope", "mme"), liu.knockout, optional=("mme",)),
+    Recipe("liu-blink-paired", LIU, "paired tasks: image values vs the MLM on BLINK Art Style and Visual Similarity "
+           "(§4.2, Table 5)", "BLINK val; mean-pooled image values, cosine to the reference; the MLM picks the option "
+           "letter", _data("blink"), liu.paired_tasks),
     Recipe("jung-ffn-memory", "Jung et al., Prompt the Unseen", "FFN key-value memory, seen vs unseen labels "
            "(§4, Fig. 4-7)", "Visual Genome test images, seen / unseen split (MiniLM, spherical k-means K=2); "
            "bbox visual prefixes; top-3 keys per layer", _data("visual-genome"), jung.ffn_memory),

@@ -13,11 +13,11 @@ import pandas as pd
 import xarray as xr
 
 import store.reader
-from analyses import figures, heads, probing
+from analyses import figures, heads, intervals, probing
 from analyses.commands import Clustering, Correspondence, Probing, Variance
 from analyses.commands.probing import UNIT
 from analyses.ground_truth import object_masks
-from analyses.tokens import captured_samples
+from analyses.tokens import captured_samples, n_images, sample_annotation
 from capture.datasets import open_dataset
 from capture.datasets.mme import PERCEPTION
 from interventions.commands import Spec, Vqa
@@ -184,4 +184,35 @@ def _mme_knockout(context: Context, spec: Path) -> list[dict[str, Any]]:
         rows.append(row(f"MME* (count, color, position, existence), knockout: {condition}", scores["MME*"], paper,
                         "Table 3; per subtask Table 8", n=int((answers["condition"] == condition).sum()),
                         note=f"ours: {measured}"))
+    return rows
+
+
+# Table 5: the MLM's accuracy on the paired tasks, and the share of items where its image values are right
+BLINK_PAIRED = {"Art_Style": (53.8, 81.1), "Visual_Similarity": (79.3, 91.1)}  # MLM, value (= union - value wrong)
+
+
+def paired_tasks(context: Context) -> list[dict[str, Any]]:
+    """BLINK's Art Style and Visual Similarity (val): the reference's mean-pooled image values against each
+    option's, the most cosine-similar option chosen (the held-out best head); and the MLM answering the same items
+    as questions (choice of the option letter)."""
+    rows = []
+    for task, (mlm_paper, value_paper) in BLINK_PAIRED.items():
+        store_path = capture(context, f"blink-{task}", "blink", context.count(None), split="val", subset=task,
+                             tokens=IMAGE)
+        ds = store.reader.open(store_path)
+        trials = [probing.ChoiceTrial((int(s), 0), [(int(s), i) for i in range(1, n_images(ds, s))],
+                                      ord(str(sample_annotation(ds, s)[ann.ANSWER]).strip("()")) - ord("A"))
+                  for s in captured_samples(ds) if n_images(ds, s) >= 3]
+        best = probing.held_out_accuracy(probing.paired_choice(ds, trials)).as_dict()
+        rows.append(row(f"BLINK {task}: image values choose the option (mean-pooled cosine)", percent(best["estimate"]),
+                        value_paper, "Table 5 (union minus 'value wrong, MLM right')", percent(best["low"]),
+                        percent(best["high"]), best["n"], f"layer {best[LAYER]}, head {best[KV_HEAD]}, chosen on the "
+                                                          "other half"))
+        out = analyse(context, Vqa(), f"blink-{task}-vqa", model=context.model, dataset="blink",
+                      data_root=context.data["blink"], split="val", subset=task, limit=context.count(None),
+                      dtype=context.dtype, device=context.device)
+        answers = pd.read_csv(out / "vqa_answers.csv")
+        accuracy = intervals.binomial(int(answers["correct"].sum()), len(answers))
+        rows.append(row(f"BLINK {task}: the MLM answers", percent(accuracy.estimate), mlm_paper, "Table 5 (MLM right)",
+                        percent(accuracy.low), percent(accuracy.high), accuracy.n))
     return rows

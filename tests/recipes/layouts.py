@@ -148,6 +148,39 @@ def mme(root: Path) -> Path:
     return root
 
 
+def blink(root: Path) -> Path:
+    """BLINK's Hugging Face release: <Task>/val-00000-of-00001.parquet with columns idx, question, sub_task,
+    image_1..image_4 (struct {bytes, path}, null when unused), choices, answer ("(A)"), prompt, explanation; two
+    items of a reference and two options in each paired task."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cell = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    schema = pa.schema([("idx", pa.string()), ("question", pa.string()), ("sub_task", pa.string()),
+                        *[(f"image_{k}", cell) for k in range(1, 5)], ("choices", pa.list_(pa.string())),
+                        ("answer", pa.string()), ("prompt", pa.string()), ("explanation", pa.string())])
+    for task in ("Art_Style", "Visual_Similarity"):
+        rows = []
+        for item, answer in enumerate(("(A)", "(B)")):
+            images = []
+            for k in range(3):
+                buffer = io.BytesIO()
+                pixels = np.random.RandomState(100 * item + k).randint(0, 255, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(buffer, format="PNG")
+                images.append({"bytes": buffer.getvalue(), "path": f"{task}_{item}_{k}.png"})
+            question = "Which image is most similar to the reference image?"
+            rows.append({"idx": f"val_{task}_{item + 1}", "question": question, "sub_task": task.replace("_", " "),
+                         **{f"image_{k + 1}": image for k, image in enumerate(images)}, "image_4": None,
+                         "choices": ["the second image", "the third image"], "answer": answer, "explanation": "",
+                         "prompt": f"{question}\nSelect from the following choices.\n(A) the second image\n"
+                                   "(B) the third image"})
+        (root / task).mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), root / task / "val-00000-of-00001.parquet")
+    return root
+
+
 def visual_genome(root: Path) -> Path:
     """Visual Genome v1.4: objects.json, image_data.json (the url names VG_100K or VG_100K_2); eight classes of
     ten objects each over six images, so that the seen / unseen split has labels on both sides."""
@@ -176,6 +209,7 @@ def build_all(root: Path) -> dict[str, Path]:
             "spair": spair(root / "SPair-71k"), "davis": davis(root / "DAVIS"), "msrc": msrc(root / "MSRC"),
             "pascal5i": pascal5i(root / "VOC2012"), "refcoco": refcoco(root / "refer/data/refcoco"),
             "pope": pope(root / "POPE"), "mme": mme(root / "MME_Benchmark_release_version"),
+            "blink": blink(root / "BLINK"),
             "visual-genome": visual_genome(root / "VG")}
 
 

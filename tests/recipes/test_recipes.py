@@ -21,6 +21,7 @@ PAPER = {
     "liu-pascal5i-fewshot": ("Pascal-5i 5-shot foreground mIoU", "26.2"),
     "liu-refcoco-referring": ("RefCOCO referring segmentation mIoU", "64.8"),
     "liu-knockout": ("POPE F1, knockout: late input-agnostic keys", "81.2"),
+    "liu-blink-paired": ("BLINK Art_Style: image values choose the option (mean-pooled cosine)", "81.1"),
     "jung-ffn-memory": ("seen: layers where the top-3 labels' cosine exceeds random", "every layer"),
     "neo-lens-ablation": ("logit lens: object tokens decoded as their class, best layer per image", "23.7"),
     "wei-interaction": ("share of the loss reduction reached with 40% of the image tokens", "70"),
