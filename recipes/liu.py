@@ -203,7 +203,12 @@ def paired_tasks(context: Context) -> list[dict[str, Any]]:
         trials = [probing.ChoiceTrial((int(s), 0), [(int(s), i) for i in range(1, n_images(ds, s))],
                                       ord(str(sample_annotation(ds, s)[ann.ANSWER]).strip("()")) - ord("A"))
                   for s in captured_samples(ds) if n_images(ds, s) >= 3]
-        best = probing.held_out_accuracy(probing.paired_choice(ds, trials)).as_dict()
+        result = probing.paired_choice(ds, trials)
+        best = probing.held_out_accuracy(result).as_dict()
+        figure = context.folder(f"blink-{task}") / "paired_choice.png"
+        figures.layer_head_scores(result.accuracy, "accuracy (all trials)", f"BLINK {task}: values choose the option",
+                                  result.attrs["chance"], baseline_label="chance", held_out=best).savefig(figure)
+        context.written.append(figure)
         rows.append(row(f"BLINK {task}: image values choose the option (mean-pooled cosine)", percent(best["estimate"]),
                         value_paper, "Table 5 (union minus 'value wrong, MLM right')", percent(best["low"]),
                         percent(best["high"]), best["n"], f"layer {best[LAYER]}, head {best[KV_HEAD]}, chosen on the "
