@@ -21,6 +21,7 @@ from capture.provenance import capture_config, lens_payload, provenance, store_a
 from capture.samples import check_record_fields, preflight_prompts, prepare_record
 from capture.selection import parse_layers, parse_token_sets, streams_for
 from capture.summary import CaptureSummary
+from capture.transfer import HostCopier
 from store import location, schema
 from store.info import bytes_on_disk
 from store.layout import StorePlan, token_slots_for
@@ -61,6 +62,7 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
                              world_size=options.world_size, shards_written=len(todo))
     progress = _progress_bar(options.progress, plan, owned, done)
     writer = ShardWriter(root, plan)
+    copier = HostCopier(loaded.device) if options.overlap else None
     try:
         with torch.inference_mode(), _recorder(loaded, plan, options) as recorder:
             for shard in todo:
@@ -68,7 +70,7 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
                          for i in plan.shard_samples(shard)]
                 t0 = time.perf_counter()
                 payload = capture_shard(loaded, recorder, plan, shard, items, dataset, options.forward_batch,
-                                        options.keep_mantissa_bits, intervention)
+                                        options.keep_mantissa_bits, intervention, copier)
                 summary.forward_seconds += time.perf_counter() - t0
                 writer.submit(payload)
                 summary.tokens += sum(len(item.positions) for item in items if not item.skip_reason)
