@@ -60,8 +60,12 @@ class LoadedModel(ModelFrontEnd):
         return LOGICAL_DTYPES[self.dtype]
 
     def load_weights(self) -> LoadedModel:
-        """Load the weights offline onto `device` in `dtype` (the slow part, done after all checks)."""
+        """Load the weights offline onto `device` in `dtype` (the slow part, done after all checks); nothing to do
+        when they are loaded already."""
         from transformers import AutoModelForImageTextToText
+
+        if self.model is not None:
+            return self
 
         if self.dtype_note:  # said once, before the first forward pass
             print(f"note: computing in {self.dtype_note}", file=sys.stderr)

@@ -33,22 +33,24 @@ from store.writer import ShardWriter, StoreError, completed_shards, create_store
 DEFAULT_TOKEN_CAPACITY = 32768  # when the text config names no max_position_embeddings
 
 
-def run_capture(options: CaptureOptions, load_intervention: InterventionLoader | None = None) -> CaptureSummary:
+def run_capture(options: CaptureOptions, load_intervention: InterventionLoader | None = None,
+                model: LoadedModel | None = None) -> CaptureSummary:
     """Capture `options.dataset` with `options.model` into a store; resumes an interrupted capture.
 
-    `load_intervention` builds the intervention of `options.intervention` (see `interventions.capturing`)."""
+    `load_intervention` builds the intervention of `options.intervention` (see `interventions.capturing`); `model`
+    is a model already in memory (e.g. the device benchmark's random 7B), used instead of loading `options.model`."""
     started = time.perf_counter()
     check_options(options)
     token_sets = parse_token_sets(options.tokens)
     dense_sets = parse_token_sets(options.ffn_dense_tokens) if options.ffn_dense_tokens else None
-    resolved = resolve_model(options.model, options.revision)
+    resolved = resolve_model(options.model, options.revision) if model is None else model.resolved
     dataset = _open_dataset(options)
     out = location.normalise(options.out or options.default_out())
     try:
         location.check_writable(out)
     except location.LocationError as error:
         raise CaptureError(str(error)) from None
-    loaded = open_model(resolved, options.dtype, options.device)
+    loaded = open_model(resolved, options.dtype, options.device) if model is None else model
     preflight_prompts(loaded, options, dataset)
     intervention = _load_intervention(options, loaded, load_intervention)
     plan = _store_plan(options, loaded, dataset)
@@ -74,10 +76,7 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
                 summary.forward_seconds += time.perf_counter() - t0
                 writer.submit(payload)
                 summary.tokens += sum(len(item.positions) for item in items if not item.skip_reason)
-                progress.update(len(items))
-                elapsed = max(time.perf_counter() - started, 1e-9)
-                progress.set_postfix_str(f"{summary.tokens / elapsed:,.0f} tok/s, "
-                                         f"{writer.bytes_written / elapsed / 1e6:.1f} MB/s written")
+                _show_rates(progress, len(items), summary.tokens, writer.bytes_written, started)
         writer.close()
         complete = finalize(root, out)  # whichever rank finishes the last shard completes the store
     except StoreError as error:
@@ -92,6 +91,12 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
         summary.catalog_row = _register(options.catalog, out)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _show_rates(progress: Any, n_items: int, tokens: int, bytes_written: int, started: float) -> None:
+    progress.update(n_items)
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    progress.set_postfix_str(f"{tokens / elapsed:,.0f} tok/s, {bytes_written / elapsed / 1e6:.1f} MB/s written")
 
 
 def _recorder(loaded: LoadedModel, plan: StorePlan, options: CaptureOptions) -> ActivationRecorder:
