@@ -7,6 +7,8 @@ arrays, and fills them later (`finish`, run by the shard writer's thread). `Host
 - on CPU the tensor already lies in host memory: it is kept as it is (no pinning, no extra copy), and `finish`
   copies it into the payload array; `buffered=True` runs the CUDA scheme's buffer pool with plain copies instead
   (how its code is tested without a GPU).
+Staged buffers are bounded (`BUFFER_LIMIT`); past it a tensor is copied at once, so memory stays bounded however far
+the forward passes run ahead of the writer.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import numpy as np
 import torch
 
 BUFFER_ALIGN = 256  # bytes: a buffer of this multiple can be viewed as any dtype
+# Host buffers staged at once, at most (pinned memory is scarce and slow to allocate): beyond it a tensor is copied
+# at once instead (correct, not overlapped). About ten 640x480 samples of a 7B model's hidden + K + V.
+BUFFER_LIMIT = 8 * 2**30
 
 
 def to_storage(tensor: torch.Tensor) -> np.ndarray:
@@ -33,14 +38,16 @@ class BufferPool:
     """Host buffers reused across shards (pinned for CUDA copies). Thread-safe: taken on the capture thread,
     given back on the writer's. Grows to the most bytes in flight at once, which the writer's queue bounds."""
 
-    def __init__(self, pin: bool):
+    def __init__(self, pin: bool, limit: int = BUFFER_LIMIT):
         self.pin = pin
+        self.limit = limit
         self.free: list[torch.Tensor] = []
         self.allocated_bytes = 0
         self.lock = threading.Lock()
 
-    def take(self, nbytes: int) -> torch.Tensor:
-        """A flat uint8 buffer of at least `nbytes` (the smallest free one that fits, else a new one)."""
+    def take(self, nbytes: int) -> torch.Tensor | None:
+        """A flat uint8 buffer of at least `nbytes` (the smallest free one that fits, else a new one); None when a
+        new one would pass `limit` (the caller then copies without a buffer)."""
         with self.lock:
             fitting = [b for b in self.free if b.numel() >= nbytes]
             if fitting:
@@ -48,6 +55,8 @@ class BufferPool:
                 self.free.remove(buffer)
                 return buffer
             size = -(-max(nbytes, 1) // BUFFER_ALIGN) * BUFFER_ALIGN
+            if self.allocated_bytes + size > self.limit:
+                return None
             self.allocated_bytes += size
         return torch.empty(size, dtype=torch.uint8, pin_memory=self.pin)
 
@@ -74,11 +83,12 @@ class Staged:
 class HostCopier:
     """Stages device tensors into host memory for `device` (see the module docstring)."""
 
-    def __init__(self, device: torch.device, buffered: bool | None = None):
+    def __init__(self, device: torch.device, buffered: bool | None = None, limit: int = BUFFER_LIMIT):
         self.device = device
         self.cuda = device.type == "cuda"
         self.buffered = self.cuda if buffered is None else buffered
-        self.pool = BufferPool(pin=self.cuda)
+        # pinned buffers are kept for the process's later captures (pinning gigabytes takes seconds)
+        self.pool = _pinned_pool(device, limit) if self.cuda else BufferPool(pin=False, limit=limit)
         self.stream = torch.cuda.Stream(device) if self.cuda else None
 
     def stage(self, tensor: torch.Tensor) -> Staged:
@@ -87,6 +97,8 @@ class HostCopier:
         if not self.buffered:
             return Staged(tensor.cpu())
         buffer = self.pool.take(tensor.numel() * tensor.element_size())
+        if buffer is None:  # the buffers in flight reach the limit: copy now
+            return Staged(tensor.cpu())
         host = buffer[: tensor.numel() * tensor.element_size()].view(tensor.dtype).view(tensor.shape)
         if not self.cuda:
             host.copy_(tensor)
@@ -102,6 +114,15 @@ class HostCopier:
     def release(self, staged: Staged) -> None:
         if staged.buffer is not None:
             self.pool.give_back(staged.buffer)
+
+
+_PINNED_POOLS: dict[torch.device, BufferPool] = {}
+
+
+def _pinned_pool(device: torch.device, limit: int) -> BufferPool:
+    if device not in _PINNED_POOLS:
+        _PINNED_POOLS[device] = BufferPool(pin=True, limit=limit)
+    return _PINNED_POOLS[device]
 
 
 class DeferredArrays:
