@@ -91,7 +91,7 @@ def _forward_group(loaded: LoadedModel, recorder: ActivationRecorder, plan: Stor
 def _store_sample(loaded: LoadedModel, plan: StorePlan, output: object, recorded: Recorded, b: int, row: int,
                   item: CaptureItem, arrays: dict[str, np.ndarray], deferred: DeferredArrays) -> None:
     """Row `row` of the payload from batch entry `b` of one forward pass (gathered on the device, then staged)."""
-    pos = torch.as_tensor(item.positions, device=loaded.device)
+    pos = _index(item.positions, loaded.device)
     n = len(item.positions)
     n_layers = len(output.hidden_states) - 1
     cache = output.past_key_values.layers
@@ -111,8 +111,8 @@ def _store_sample(loaded: LoadedModel, plan: StorePlan, output: object, recorded
         put(arrays[schema.FFN_TOPK_INDEX], (row, slice(None), slice(0, n)),
             torch.stack([recorded.ffn_topk_index[layer][b, pos] for layer in plan.layers]).to(torch.int32))
     if plan.ffn_dense:
-        rows = torch.as_tensor(item.dense_rows, device=loaded.device)
-        dense = torch.stack([recorded.ffn_dense[layer][b, pos[rows]] for layer in plan.layers])
+        dense_pos = torch.as_tensor(item.positions[item.dense_rows], device=loaded.device)
+        dense = torch.stack([recorded.ffn_dense[layer][b, dense_pos] for layer in plan.layers])
         put(arrays[schema.FFN_DENSE][row], (slice(None), item.dense_rows), dense)
         arrays[schema.FFN_DENSE_SELECTED][row, item.dense_rows] = True
     if plan.attention_last:
@@ -126,6 +126,14 @@ def _store_sample(loaded: LoadedModel, plan: StorePlan, output: object, recorded
         put(arrays[schema.NEXT_TOKEN_TOPK_INDEX], row, ids.to(torch.int32))
         put(arrays[schema.NEXT_TOKEN_TOPK_LOGIT], row, logits)
     _store_sample_fields(item, arrays, row, n)
+
+
+def _index(positions: np.ndarray, device: torch.device) -> slice | torch.Tensor:
+    """Sequence positions as an index: a slice when they form one run (`--tokens all`: every tensor gathered is
+    then a view, copied once by the stack, not twice), else a tensor of positions."""
+    if len(positions) and positions[-1] - positions[0] == len(positions) - 1 and (np.diff(positions) == 1).all():
+        return slice(int(positions[0]), int(positions[-1]) + 1)
+    return torch.as_tensor(positions, device=device)
 
 
 def _store_sample_fields(item: CaptureItem, arrays: dict[str, np.ndarray], row: int, n: int) -> None:
