@@ -64,7 +64,8 @@ def random_model(tiny: bool, device: torch.device, folder: Path) -> LoadedModel:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
     with torch.device(device):
-        model = AutoModelForImageTextToText.from_config(front.config, dtype=dtype).eval()
+        model = AutoModelForImageTextToText.from_config(front.config, dtype=dtype)
+    model = model.to(device).eval()  # a no-op where the parameters were made on the device, as intended
     front.config.save_pretrained(folder)
     resolved = ResolvedModel(parse_model_name(str(folder)), folder, f"random-init ({source})")
     return LoadedModel(config=front.config, processor=front.processor, adapter=front.adapter, resolved=resolved,
