@@ -1,5 +1,6 @@
-"""`python -m benchmarks [--quick]`: every benchmark, one after another, results appended to benchmarks/results.md
-(or $VLM_BENCH_RESULTS). `--quick` is a smoke test for CI (tiny sizes, no timing claims)."""
+"""`python -m benchmarks [--quick]`: every CPU benchmark, one after another, results appended to
+benchmarks/results.md (or $VLM_BENCH_RESULTS). `--quick` is a smoke test for CI (tiny sizes, no timing claims).
+`python -m benchmarks gpu [--tiny] [--samples N]`: the device capture benchmark alone (benchmarks/gpu_capture.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ BENCHMARKS = ["store_sizes.py", "correspondence_speed.py", "logit_lens_speed.py"
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gpu"]:  # the device benchmark alone: python -m benchmarks gpu [--tiny] [--samples N]
+        return subprocess.run([sys.executable, str(HERE / "gpu_capture.py"), *argv[1:]], cwd=HERE).returncode
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny sizes, under 3 minutes")
     args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import common  # noqa: F401 (puts this checkout first on sys.path, before capture is imported)
 import numpy as np
 import torch
 from PIL import Image

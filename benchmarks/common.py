@@ -19,13 +19,10 @@ if str(REPO) not in sys.path:
 
 
 def machine() -> str:
-    """CPU model, cores, memory, Python and torch versions, in one line."""
-    cpu = platform.processor() or platform.machine()
+    """CPU model and its bf16 flags, cores, memory, Python and torch versions, in one line."""
+    from capture.device import cpu_info
+
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
         memory = int(next(line for line in Path("/proc/meminfo").read_text().splitlines()
                           if line.startswith("MemTotal")).split()[1]) / 2**20
     except (OSError, StopIteration):
@@ -36,8 +33,8 @@ def machine() -> str:
         torch_version = torch.__version__
     except ImportError:
         torch_version = "none"
-    return (f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, Python {platform.python_version()}, "
-            f"torch {torch_version}")
+    return (f"{cpu_info().describe()}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, Python "
+            f"{platform.python_version()}, torch {torch_version}")
 
 
 def peak_rss_mb() -> float:

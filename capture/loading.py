@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from capture.device import auto_compute_dtype
 from capture.errors import CaptureError
 from capture.families import FamilyAdapter, adapter_for_config
 from capture.paths import models_dir
@@ -50,6 +52,7 @@ class LoadedModel(ModelFrontEnd):
     dtype: torch.dtype
     device: torch.device
     model: Any = None
+    dtype_note: str | None = None  # why the compute dtype differs from the checkpoint's under --dtype auto
 
     @property
     def logical_dtype(self) -> str:
@@ -57,9 +60,15 @@ class LoadedModel(ModelFrontEnd):
         return LOGICAL_DTYPES[self.dtype]
 
     def load_weights(self) -> LoadedModel:
-        """Load the weights offline onto `device` in `dtype` (the slow part, done after all checks)."""
+        """Load the weights offline onto `device` in `dtype` (the slow part, done after all checks); nothing to do
+        when they are loaded already."""
         from transformers import AutoModelForImageTextToText
 
+        if self.model is not None:
+            return self
+
+        if self.dtype_note:  # said once, before the first forward pass
+            print(f"note: computing in {self.dtype_note}", file=sys.stderr)
         model = AutoModelForImageTextToText.from_pretrained(
             self.resolved.local_dir, config=self.config, dtype=self.dtype, local_files_only=True
         )
@@ -148,7 +157,8 @@ def pick_device(device: str) -> torch.device:
 
 
 def open_model(resolved: ResolvedModel, dtype: str = "auto", device: str = "auto") -> LoadedModel:
-    """Config, family adapter and processor (cheap, no weights); `dtype` auto is the checkpoint's dtype."""
+    """Config, family adapter and processor (cheap, no weights); `dtype` auto is the checkpoint's dtype, except a
+    bf16 checkpoint on a CPU without native bf16 computes in fp32 (`capture.device.auto_compute_dtype`)."""
     from transformers import AutoConfig
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -156,10 +166,12 @@ def open_model(resolved: ResolvedModel, dtype: str = "auto", device: str = "auto
     adapter = adapter_for_config(config)
     if dtype != "auto" and dtype not in DTYPES:
         raise CaptureError(f"unknown --dtype {dtype!r} (auto, {', '.join(DTYPES)})")
-    torch_dtype = DTYPES[dtype] if dtype != "auto" else _checkpoint_dtype(config, adapter)
+    target = pick_device(device)
+    torch_dtype, note = (DTYPES[dtype], None) if dtype != "auto" else auto_compute_dtype(
+        _checkpoint_dtype(config, adapter), target)
     processor = adapter.load_processor(resolved.local_dir)
     return LoadedModel(config=config, processor=processor, adapter=adapter, resolved=resolved, dtype=torch_dtype,
-                       device=pick_device(device))
+                       device=target, dtype_note=note)
 
 
 def _checkpoint_dtype(config: Any, adapter: FamilyAdapter) -> torch.dtype:

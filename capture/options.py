@@ -93,6 +93,9 @@ class CaptureOptions:
     wait_for_store: float = option(3600.0, metavar="SECONDS",
                                    help="how long a rank other than 0 waits for rank 0 to create the store")
     progress: bool = option(True, flag="--no-progress", negate=True, help="no progress bar")
+    overlap: bool = option(True, flag="--no-overlap", negate=True,
+                           help="copy each sample's arrays to the host right after its forward pass instead of "
+                                "overlapping the copies with the next one (same stored bits)")
 
     def default_out(self) -> Path:
         """stores/<model>__<dataset>.zarr, when --out is not given."""

@@ -42,6 +42,7 @@ def capture_config(options: CaptureOptions, loaded: LoadedModel, dataset: Datase
         revision=loaded.resolved.revision,
         family=loaded.adapter.family,
         compute_dtype=plan.compute_dtype,
+        compute_dtype_note=loaded.dtype_note,
         device_type=loaded.device.type,
         dataset=dataset.name,
         data_root=str(dataset.root.resolve()),

@@ -21,6 +21,7 @@ from capture.provenance import capture_config, lens_payload, provenance, store_a
 from capture.samples import check_record_fields, preflight_prompts, prepare_record
 from capture.selection import parse_arrays, parse_layers, parse_streams, parse_token_sets
 from capture.summary import CaptureSummary
+from capture.transfer import HostCopier
 from store import location, schema
 from store.info import bytes_on_disk
 from store.layout import StorePlan, token_slots_for
@@ -32,22 +33,24 @@ from store.writer import ShardWriter, StoreError, completed_shards, create_store
 DEFAULT_TOKEN_CAPACITY = 32768  # when the text config names no max_position_embeddings
 
 
-def run_capture(options: CaptureOptions, load_intervention: InterventionLoader | None = None) -> CaptureSummary:
+def run_capture(options: CaptureOptions, load_intervention: InterventionLoader | None = None,
+                model: LoadedModel | None = None) -> CaptureSummary:
     """Capture `options.dataset` with `options.model` into a store; resumes an interrupted capture.
 
-    `load_intervention` builds the intervention of `options.intervention` (see `interventions.capturing`)."""
+    `load_intervention` builds the intervention of `options.intervention` (see `interventions.capturing`); `model`
+    is a model already in memory (e.g. the device benchmark's random 7B), used instead of loading `options.model`."""
     started = time.perf_counter()
     check_options(options)
     token_sets = parse_token_sets(options.tokens)
     dense_sets = parse_token_sets(options.ffn_dense_tokens) if options.ffn_dense_tokens else None
-    resolved = resolve_model(options.model, options.revision)
+    resolved = resolve_model(options.model, options.revision) if model is None else model.resolved
     dataset = open_capture_dataset(options)
     out = location.normalise(options.out or options.default_out())
     try:
         location.check_writable(out)
     except location.LocationError as error:
         raise CaptureError(str(error)) from None
-    loaded = open_model(resolved, options.dtype, options.device)
+    loaded = open_model(resolved, options.dtype, options.device) if model is None else model
     preflight_prompts(loaded, options, dataset)
     intervention = _load_intervention(options, loaded, load_intervention)
     plan = store_plan(options, loaded, dataset)
@@ -61,6 +64,7 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
                              world_size=options.world_size, shards_written=len(todo))
     progress = _progress_bar(options.progress, plan, owned, done)
     writer = ShardWriter(root, plan)
+    copier = HostCopier(loaded.device) if options.overlap else None
     try:
         with torch.inference_mode(), _recorder(loaded, plan, options) as recorder:
             for shard in todo:
@@ -68,14 +72,11 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
                          for i in plan.shard_samples(shard)]
                 t0 = time.perf_counter()
                 payload = capture_shard(loaded, recorder, plan, shard, items, dataset, options.forward_batch,
-                                        options.keep_mantissa_bits, intervention)
+                                        options.keep_mantissa_bits, intervention, copier)
                 summary.forward_seconds += time.perf_counter() - t0
                 writer.submit(payload)
                 summary.tokens += sum(len(item.positions) for item in items if not item.skip_reason)
-                progress.update(len(items))
-                elapsed = max(time.perf_counter() - started, 1e-9)
-                progress.set_postfix_str(f"{summary.tokens / elapsed:,.0f} tok/s, "
-                                         f"{writer.bytes_written / elapsed / 1e6:.1f} MB/s written")
+                _show_rates(progress, len(items), summary.tokens, writer.bytes_written, started)
         writer.close()
         complete = finalize(root, out)  # whichever rank finishes the last shard completes the store
     except StoreError as error:
@@ -90,6 +91,12 @@ def run_capture(options: CaptureOptions, load_intervention: InterventionLoader |
         summary.catalog_row = _register(options.catalog, out)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _show_rates(progress: Any, n_items: int, tokens: int, bytes_written: int, started: float) -> None:
+    progress.update(n_items)
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    progress.set_postfix_str(f"{tokens / elapsed:,.0f} tok/s, {bytes_written / elapsed / 1e6:.1f} MB/s written")
 
 
 def _recorder(loaded: LoadedModel, plan: StorePlan, options: CaptureOptions) -> ActivationRecorder:

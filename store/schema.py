@@ -269,6 +269,7 @@ class CaptureConfig:
     revision: str  # commit hash, "local", "tiny-build-vN", ...
     family: str = ""  # the family adapter that read the model
     compute_dtype: str  # "bfloat16" | "float16" | "float32"
+    compute_dtype_note: str | None = None  # why --dtype auto computed in another dtype than the checkpoint's
     device_type: str = "cpu"
     dataset: str
     data_root: str = ""

@@ -59,15 +59,24 @@ class LensPayload:
 
 @dataclass
 class ShardPayload:
-    """Everything of one shard: arrays keyed by name, sample axis first, token axis padded to `n_tokens_max`."""
+    """Everything of one shard: arrays keyed by name, sample axis first, token axis padded to `n_tokens_max`.
+
+    `pending`: steps that complete `arrays` (e.g. device-to-host copies landing), run in order on the writer's
+    thread before the shard is written, so the producer can go on with the next shard meanwhile."""
 
     shard: int
     arrays: dict[str, np.ndarray]
     n_tokens_max: int
     nbytes: int = 0
+    pending: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.nbytes = sum(a.nbytes for a in self.arrays.values() if a.dtype != object)
+
+    def complete(self) -> None:
+        """Run the pending steps (once)."""
+        while self.pending:
+            self.pending.pop(0)()
 
 
 def _create_array(group: zarr.Group, spec: ArraySpec) -> zarr.Array:
@@ -243,13 +252,14 @@ def finalize(root: zarr.Group, path: Location) -> bool:
 
 
 class ShardWriter:
-    """Writes shard payloads from a bounded queue on one background thread.
+    """Writes shard payloads from a bounded queue on `workers` background threads (several shards in flight keep
+    the disk busy while one waits for its device copies or its slowest array).
 
-    `submit` blocks when `depth` payloads are waiting (bounding memory) and re-raises any error the
-    thread met. `close` drains the queue and re-raises too.
+    `submit` blocks when `depth` payloads are waiting, so at most `depth + workers` payloads are held (bounding
+    memory), and re-raises any error a thread met. `close` drains the queue and re-raises too.
     """
 
-    def __init__(self, root: zarr.Group, plan: StorePlan, depth: int = 2):
+    def __init__(self, root: zarr.Group, plan: StorePlan, depth: int = 2, workers: int = 2):
         self.root = root
         self.plan = plan
         # Arrays keep their shape while shards are written (created at full token capacity), so each is opened once
@@ -266,8 +276,11 @@ class ShardWriter:
         self.queue: queue.Queue[ShardPayload | None] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.bytes_written = 0
-        self.thread = threading.Thread(target=self._run, name="shard-writer", daemon=True)
-        self.thread.start()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, name=f"shard-writer-{i}", daemon=True)
+                        for i in range(workers)]
+        for thread in self.threads:
+            thread.start()
 
     def submit(self, payload: ShardPayload) -> None:
         self._raise_if_failed()
@@ -279,9 +292,11 @@ class ShardWriter:
                 self._raise_if_failed()
 
     def close(self) -> None:
-        if self.thread.is_alive():
+        alive = [thread for thread in self.threads if thread.is_alive()]
+        for _ in alive:
             self.queue.put(None)
-            self.thread.join()
+        for thread in alive:
+            thread.join()
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
@@ -305,9 +320,11 @@ class ShardWriter:
             if self.error is not None:
                 continue  # keep draining so submit() never blocks forever
             try:
+                payload.complete()
                 self._write(payload)
             except BaseException as error:  # reported to the main thread
-                self.error = error
+                with self.lock:
+                    self.error = self.error or error
 
     def _write(self, payload: ShardPayload) -> None:
         samples = self.plan.shard_samples(payload.shard)
@@ -329,7 +346,8 @@ class ShardWriter:
                 array[region] = data
         shard_io.wait(pending)
         self.records[payload.shard] = 1
-        self.bytes_written += payload.nbytes
+        with self.lock:
+            self.bytes_written += payload.nbytes
 
 
 def _pad_axis(data: np.ndarray, axis: int, length: int, fill: Any) -> np.ndarray:

@@ -42,7 +42,7 @@ def captured_store(cache_home: Path, synthetic_root: Path, tmp_path_factory: pyt
 
     out = tmp_path_factory.mktemp("stores") / "full.zarr"
     run_capture(CaptureOptions(
-        model="tiny-llava-ov", dataset="synthetic-coco", data_root=synthetic_root, limit=6, out=out,
+        model="tiny-llava-ov", dataset="synthetic-coco", data_root=synthetic_root, limit=6, out=out, dtype="bf16",
         batch_size=2, keys_prerope=True, ffn_dense_tokens="image,last", ffn_topk=5, progress=False,
     ))
     return out

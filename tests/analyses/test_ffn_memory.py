@@ -23,6 +23,7 @@ from capture.datasets import expand_samples, load_image, open_dataset
 from capture.loading import load_model, resolve_model
 from capture.prompts import bbox_prompt
 from capture.run import CaptureOptions, run_capture
+from store.schema import CaptureConfig
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,8 @@ def test_keys_equal_a_direct_hook_and_values_equal_the_projection(prefix_store, 
             expected = torch.topk(seen[layer][0, -1], 3).indices.numpy()
             assert np.array_equal(keys.values[row, layer], expected)
 
-    lens = Lens.from_store(store.reader.open_lens(prefix_store), "bfloat16")
+    compute_dtype = CaptureConfig.of(store.reader.open(prefix_store).attrs).compute_dtype  # bf16 or, without it, fp32
+    lens = Lens.from_store(store.reader.open_lens(prefix_store), compute_dtype)
     down_proj = store.reader.open_lens(prefix_store).down_proj_weight
     for layer in range(2):
         chosen = keys.values[:, layer].ravel()
