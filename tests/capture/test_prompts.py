@@ -90,7 +90,7 @@ def test_prefix_changes_image_keys_and_values_and_text_after_does_not(name, synt
     def capture(tag, **options):
         out = tmp_path / f"{tag}.zarr"
         run_capture(CaptureOptions(model=name, data_root=synthetic_root, limit=2, out=out, template="{image}{text}",
-                                   tokens="image", progress=False, **options))
+                                   tokens="image", dtype="fp32", progress=False, **options))
         return store.reader.open(out)
 
     base = capture("base", prompt="Describe.")
@@ -99,11 +99,13 @@ def test_prefix_changes_image_keys_and_values_and_text_after_does_not(name, synt
     cat = capture("cat", prefix="A cat. ")  # same length as the dog prefix: same image positions
     for sample in range(2):
         for name_ in ("keys", "values"):
+            # fp32 rounding only: CPU matmul kernels may block by sequence length (AVX-512 ones do), so the same
+            # rows can differ in the last bits when the text after them is longer
             a, b = base[name_].isel(sample=sample).values, other_text[name_].isel(sample=sample).values
-            assert np.array_equal(a, b)
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
             c, d = dog[name_].isel(sample=sample).values, cat[name_].isel(sample=sample).values
             n = int(dog.n_tokens[sample])
-            assert not np.array_equal(c[..., :n, :], d[..., :n, :])
+            assert np.abs(c[..., :n, :] - d[..., :n, :]).max() > 1e-3  # a prefix changes them beyond rounding
         assert int(base.n_tokens[sample]) == int(dog.n_tokens[sample])  # --tokens image: the same image tokens
 
 
