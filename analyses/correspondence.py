@@ -67,18 +67,20 @@ def keypoint_pairs(ds: xr.Dataset) -> list[KeypointPair]:
     return pairs
 
 
-def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: str = VALUES, part: str = "auto",
-                            alpha: float = 0.1, metric: str = "cosine", layers: list[int] | None = None,
-                            device: str = "auto") -> xr.Dataset:
-    """PCK@alpha per (layer, kv_head) over all usable keypoints of `pairs`.
+def keypoint_hits(ds: xr.Dataset, pairs: list[KeypointPair], array: str = VALUES, part: str = "auto",
+                  alpha: float = 0.1, metric: str = "cosine", layers: list[int] | None = None,
+                  device: str = "auto") -> xr.Dataset:
+    """Per usable keypoint of `pairs`, whether its prediction is within PCK@alpha: `correct` (keypoint, layer,
+    kv_head) bool and `pair` (keypoint,), the index of its pair in `pairs` (for intervals over keypoints or pairs).
 
-    Returns `pck` (layer, kv_head) and the counts behind it; keypoints outside every source token (e.g.
-    cropped away) or not visible in either image are left out and counted in `n_unusable`.
-    """
-    correct: np.ndarray | None = None
-    used = unusable = 0
+    Keypoints outside every source token (e.g. cropped away) or not visible in either image are left out and
+    counted in the `n_unusable` attribute."""
+    correct: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
+    unusable = 0
     coords = None
-    for pair, src, tgt, src_vectors, tgt_vectors in _pairs_with_vectors(ds, pairs, array, part, layers):
+    for index, (pair, src, tgt, src_vectors, tgt_vectors) in enumerate(
+            _pairs_with_vectors(ds, pairs, array, part, layers)):
         coords = coords or {LAYER: src_vectors.layer.values, KV_HEAD: src_vectors.kv_head.values}
         rows, gt = _keypoint_tokens(pair, src)
         unusable += len(pair.source_points) - len(rows)
@@ -87,18 +89,33 @@ def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: st
         height, width = tgt.image_size
         x1, y1, x2, y2 = pair.target_box or (0.0, 0.0, float(width), float(height))
         tolerance = alpha * max(x2 - x1, y2 - y1)
-        if correct is None:
-            correct = np.zeros(src_vectors.shape[:2], np.int64)
         nearest = _nearest_per_unit(src_vectors, tgt_vectors, rows, metric, device)
         predicted = tgt.centres[nearest] * np.array([width, height])  # (layer, kv_head, rows, 2)
-        correct += (np.linalg.norm(predicted - gt, axis=-1) <= tolerance).sum(axis=-1)
-        used += len(rows)
-    if correct is None or used == 0:
+        correct.append(np.moveaxis(np.linalg.norm(predicted - gt, axis=-1) <= tolerance, -1, 0))
+        owners.append(np.full(len(rows), index))
+    if not correct:
         raise ValueError("no usable keypoints: pairs need visible keypoints inside image tokens")
+    return xr.Dataset({"correct": (("keypoint", LAYER, KV_HEAD), np.concatenate(correct)),
+                       "pair": ("keypoint", np.concatenate(owners))}, coords=coords,
+                      attrs={"alpha": alpha, "array": array, "metric": metric, "n_unusable": unusable,
+                             "n_pairs": len(pairs)})
+
+
+def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: str = VALUES, part: str = "auto",
+                            alpha: float = 0.1, metric: str = "cosine", layers: list[int] | None = None,
+                            device: str = "auto") -> xr.Dataset:
+    """PCK@alpha per (layer, kv_head) over all usable keypoints of `pairs` (see `keypoint_hits`).
+
+    Returns `pck` (layer, kv_head) and the counts behind it; keypoints outside every source token (e.g.
+    cropped away) or not visible in either image are left out and counted in `n_unusable`.
+    """
+    hits = keypoint_hits(ds, pairs, array, part, alpha, metric, layers, device)
+    correct = hits.correct.values.sum(axis=0).astype(np.int64)
+    used = hits.sizes["keypoint"]
     return xr.Dataset(
         {"pck": ((LAYER, KV_HEAD), correct / used), "n_correct": ((LAYER, KV_HEAD), correct)},
-        coords=coords, attrs={"alpha": alpha, "array": array, "metric": metric, "n_keypoints": used,
-                              "n_unusable": unusable, "n_pairs": len(pairs)},
+        coords={LAYER: hits[LAYER].values, KV_HEAD: hits[KV_HEAD].values},
+        attrs={**hits.attrs, "n_keypoints": used},
     )
 
 

@@ -1,5 +1,8 @@
 """`python -m benchmarks [--quick]`: every benchmark, one after another, results appended to benchmarks/results.md
-(or $VLM_BENCH_RESULTS). `--quick` is a smoke test for CI (tiny sizes, no timing claims)."""
+(or $VLM_BENCH_RESULTS). `--quick` is a smoke test for CI (tiny sizes, no timing claims).
+
+`python -m benchmarks real-parts [--steps ...] [--quick]`: the measurements of the real-parts model
+(benchmarks/real_parts.py; not part of the full run: it needs the fetched weights and takes tens of minutes)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ BENCHMARKS = ["store_sizes.py", "correspondence_speed.py", "logit_lens_speed.py"
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["real-parts"]:
+        return subprocess.run([sys.executable, str(HERE / "real_parts.py"), *argv[1:]], cwd=HERE).returncode
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny sizes, under 3 minutes")
     args = parser.parse_args(argv)
