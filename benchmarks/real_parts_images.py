@@ -114,7 +114,7 @@ def correspondence_step(work: Path, figure_dir: Path, quick: bool) -> tuple[str,
     return "Real parts: correspondence on real features (value-token PCK)", lines, summary
 
 
-N_SCENES = 16  # synthetic scenes next to the 19 photos in the variance measurement
+N_SCENES = 16  # synthetic scenes asked for next to the 19 photos (the default synthetic-coco set holds 12)
 
 
 def variance_step(work: Path, figure_dir: Path, quick: bool) -> tuple[str, list[str], dict]:
