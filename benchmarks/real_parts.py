@@ -13,7 +13,7 @@ Steps (each appends a section to benchmarks/results.md and writes its figures an
 
 Usage: python benchmarks/real_parts.py [--steps logit-lens,correspondence,ffn-values,key-variance,storage] [--quick]
 (or `python -m benchmarks real-parts ...`). Everything is fp32 on CPU; the captures go to
-$VLM_CACHE_HOME/benchmarks/real-parts.
+$VLM_CACHE_HOME/benchmarks/real-parts (real-parts-quick with --quick).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
         parser.error(f"unknown step(s) {', '.join(unknown)}: choose from {', '.join(STEPS)}")
-    work = cache_home() / "benchmarks" / "real-parts"
+    work = cache_home() / "benchmarks" / ("real-parts-quick" if args.quick else "real-parts")
     command = "python benchmarks/real_parts.py --steps " + ",".join(steps) + (" --quick" if args.quick else "")
     for step in steps:
         started = time.perf_counter()
