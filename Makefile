@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 DEMO_STORE ?= stores/demo.zarr
 DEMO_MODEL ?= toy-llava-ov
 CAPTURE := $(PY) -m capture --model $(DEMO_MODEL) --overwrite --no-progress
+REAL_CAPTURE := $(PY) -m capture --model dino-smollm2-llava --dtype fp32 --overwrite --no-progress
 
 .PHONY: demo test lint bench clean
 
@@ -74,7 +75,14 @@ demo: $(VENV)/.installed
 	$(PY) -m analyses norm-attention --store $(DEMO_STORE) --out figures/demo/norm-attention
 	$(PY) -m analyses probing --store $(DEMO_STORE) --text-store stores/demo-categories.zarr --out figures/demo/probing
 	$(PY) -m analyses probing --store stores/demo-correspondence.zarr --out figures/demo/probing-choice
-	@echo "stores: stores/   figures: figures/demo/"
+	@# real parts (issue 20): dino-smollm2-llava, fetched, converted and assembled into the cache the first time
+	@# (about 1.5 GB; minutes), then a few minutes: photos with the lens, the photos' pairs with correspondence
+	$(PY) -m capture.real_parts fetch
+	$(REAL_CAPTURE) --dataset photos --subset photos --limit 4 --out stores/demo-real-photos.zarr
+	$(PY) -m analyses logit-lens --store stores/demo-real-photos.zarr --out figures/demo/real-parts/logit-lens
+	$(REAL_CAPTURE) --dataset photos --subset pairs --tokens image --ffn-topk 0 --out stores/demo-real-pairs.zarr
+	$(PY) -m analyses correspondence --store stores/demo-real-pairs.zarr --out figures/demo/real-parts/correspondence
+	@echo "stores: stores/   figures: figures/demo/ (real parts: figures/demo/real-parts/)"
 
 test: $(VENV)/.installed
 	$(PY) -m ruff check .

@@ -69,20 +69,20 @@ def keypoint_pairs(ds: xr.Dataset) -> list[KeypointPair]:
     return pairs
 
 
-def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: str = VALUES, part: str = "auto",
-                            alpha: float = 0.1, metric: str = "cosine", layers: list[int] | None = None,
-                            device: str = "auto") -> xr.Dataset:
-    """PCK@alpha per (layer, kv_head) over all usable keypoints of `pairs`.
+def keypoint_hits(ds: xr.Dataset, pairs: list[KeypointPair], array: str = VALUES, part: str = "auto",
+                  alpha: float = 0.1, metric: str = "cosine", layers: list[int] | None = None,
+                  device: str = "auto") -> xr.Dataset:
+    """Per usable keypoint of `pairs`, whether its prediction is within PCK@alpha: `correct` (keypoint, layer,
+    kv_head) bool and `pair` (keypoint,), the index of its pair in `pairs` (for intervals over keypoints or pairs).
 
-    Returns `pck` (layer, kv_head) and the counts behind it, also per pair with a usable keypoint
-    (`pair_correct` (pair, layer, kv_head), `pair_keypoints` (pair)); keypoints outside every source token (e.g.
-    cropped away) or not visible in either image are left out and counted in `n_unusable`.
-    """
-    correct: np.ndarray | None = None
-    used = unusable = 0
+    Keypoints outside every source token (e.g. cropped away) or not visible in either image are left out and
+    counted in the `n_unusable` attribute."""
+    correct: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
+    unusable = 0
     coords = None
-    pair_correct, pair_keypoints = [], []  # per pair with usable keypoints: the units of PCK's interval
-    for pair, src, tgt, src_vectors, tgt_vectors in _pairs_with_vectors(ds, pairs, array, part, layers):
+    for index, (pair, src, tgt, src_vectors, tgt_vectors) in enumerate(
+            _pairs_with_vectors(ds, pairs, array, part, layers)):
         coords = coords or {LAYER: src_vectors.layer.values, KV_HEAD: src_vectors.kv_head.values}
         rows, gt = _keypoint_tokens(pair, src)
         unusable += len(pair.source_points) - len(rows)
@@ -91,23 +91,40 @@ def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: st
         height, width = tgt.image_size
         x1, y1, x2, y2 = pair.target_box or (0.0, 0.0, float(width), float(height))
         tolerance = alpha * max(x2 - x1, y2 - y1)
-        if correct is None:
-            correct = np.zeros(src_vectors.shape[:2], np.int64)
         nearest = _nearest_per_unit(src_vectors, tgt_vectors, rows, metric, device)
         predicted = tgt.centres[nearest] * np.array([width, height])  # (layer, kv_head, rows, 2)
-        hits = (np.linalg.norm(predicted - gt, axis=-1) <= tolerance).sum(axis=-1)
-        correct += hits
-        pair_correct.append(hits)
-        pair_keypoints.append(len(rows))
-        used += len(rows)
-    if correct is None or used == 0:
+        correct.append(np.moveaxis(np.linalg.norm(predicted - gt, axis=-1) <= tolerance, -1, 0))
+        owners.append(np.full(len(rows), index))
+    if not correct:
         raise ValueError("no usable keypoints: pairs need visible keypoints inside image tokens")
+    return xr.Dataset({"correct": (("keypoint", LAYER, KV_HEAD), np.concatenate(correct)),
+                       "pair": ("keypoint", np.concatenate(owners))}, coords=coords,
+                      attrs={"alpha": alpha, "array": array, "metric": metric, "n_unusable": unusable,
+                             "n_pairs": len(pairs)})
+
+
+def semantic_correspondence(ds: xr.Dataset, pairs: list[KeypointPair], array: str = VALUES, part: str = "auto",
+                            alpha: float = 0.1, metric: str = "cosine", layers: list[int] | None = None,
+                            device: str = "auto") -> xr.Dataset:
+    """PCK@alpha per (layer, kv_head) over all usable keypoints of `pairs` (see `keypoint_hits`).
+
+    Returns `pck` (layer, kv_head) and the counts behind it, also per pair with a usable keypoint
+    (`pair_correct` (pair, layer, kv_head), `pair_keypoints` (pair): the units of PCK's interval); keypoints
+    outside every source token (e.g. cropped away) or not visible in either image are left out and counted in
+    `n_unusable`.
+    """
+    hits = keypoint_hits(ds, pairs, array, part, alpha, metric, layers, device)
+    owners = hits.pair.values
+    used_pairs = np.unique(owners)  # pairs with a usable keypoint, in their order in `pairs`
+    pair_correct = np.stack([hits.correct.values[owners == p].sum(axis=0) for p in used_pairs]).astype(np.int64)
+    pair_keypoints = np.array([(owners == p).sum() for p in used_pairs], np.int64)
+    correct = pair_correct.sum(axis=0)
+    used = hits.sizes["keypoint"]
     return xr.Dataset(
         {"pck": ((LAYER, KV_HEAD), correct / used), "n_correct": ((LAYER, KV_HEAD), correct),
-         "pair_correct": ((PAIR, LAYER, KV_HEAD), np.stack(pair_correct)),
-         "pair_keypoints": (PAIR, np.array(pair_keypoints, np.int64))},
-        coords=coords, attrs={"alpha": alpha, "array": array, "metric": metric, "n_keypoints": used,
-                              "n_unusable": unusable, "n_pairs": len(pairs)},
+         "pair_correct": ((PAIR, LAYER, KV_HEAD), pair_correct), "pair_keypoints": (PAIR, pair_keypoints)},
+        coords={LAYER: hits[LAYER].values, KV_HEAD: hits[KV_HEAD].values},
+        attrs={**hits.attrs, "n_keypoints": used},
     )
 
 

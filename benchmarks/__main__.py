@@ -1,6 +1,9 @@
 """`python -m benchmarks [--quick]`: every CPU benchmark, one after another, results appended to
 benchmarks/results.md (or $VLM_BENCH_RESULTS). `--quick` is a smoke test for CI (tiny sizes, no timing claims).
-`python -m benchmarks gpu [--tiny] [--samples N]`: the device capture benchmark alone (benchmarks/gpu_capture.py)."""
+
+`python -m benchmarks gpu [--tiny] [--samples N]`: the device capture benchmark alone (benchmarks/gpu_capture.py).
+`python -m benchmarks real-parts [--steps ...] [--quick]`: the measurements of the real-parts model
+(benchmarks/real_parts.py; not part of the full run: it needs the fetched weights and takes tens of minutes)."""
 
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ BENCHMARKS = ["store_sizes.py", "correspondence_speed.py", "logit_lens_speed.py"
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["gpu"]:  # the device benchmark alone: python -m benchmarks gpu [--tiny] [--samples N]
-        return subprocess.run([sys.executable, str(HERE / "gpu_capture.py"), *argv[1:]], cwd=HERE).returncode
+    scripts = {"gpu": "gpu_capture.py", "real-parts": "real_parts.py"}  # run alone, not in the full run
+    if argv[:1] and argv[0] in scripts:
+        return subprocess.run([sys.executable, str(HERE / scripts[argv[0]]), *argv[1:]], cwd=HERE).returncode
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny sizes, under 3 minutes")
     args = parser.parse_args(argv)

@@ -35,6 +35,8 @@ EXEMPT: dict[str, tuple[set[str], str]] = {
     "capture/sizing.py": ({"all"}, "`--models all`"),
     "toy/train.py": ({"all"}, "the freezing schedule 'all'"),
     "store/catalog.py": ({"vocabulary", "format"}, "keys of intake-esm's collection descriptor"),
+    "benchmarks/real_parts_images.py": ({"image"}, "keys of the manifest lines it writes"),
+    "benchmarks/real_parts_text.py": ({"text"}, "keys of the manifest lines it writes"),
     "benchmarks/logit_lens_speed.py": ({"d_model"}, "the benchmark's --d-model argument"),
     "analyses/commands/variance.py": ({"all"}, "`--part all`: the image tokens of every view"),
     "analyses/cosine.py": ({"all"}, "`--text all`: every text token"),
