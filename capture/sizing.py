@@ -166,9 +166,23 @@ def activation_bytes(plan: StorePlan, stored_tokens: list[int]) -> dict[str, int
     return {spec.name: blocks * shard_bytes(spec) for spec in plan.arrays() if spec.shards is not None}
 
 
-def capture_size(options: Any) -> tuple[StorePlan, list[int], dict[str, int]]:
-    """The plan, stored tokens per sample and activation bytes per array of the store `python -m capture` would
-    write with `options` (a CaptureOptions): no weights loaded, no forward pass."""
+def lens_bytes(plan: StorePlan, vocab_size: int) -> dict[str, int]:
+    """Uncompressed bytes of the weights `lens/` holds for a store of `plan` (compute dtype): final norm,
+    unembedding, down_proj with FFN arrays, o_proj with attention rows. The vocabulary strings come on top."""
+    itemsize = np.dtype(plan.compute_dtype.replace("bfloat16", "float16")).itemsize  # bf16 is stored as 16 bits
+    sizes = {schema.LENS_NORM_WEIGHT: plan.d_model * itemsize,
+             schema.LENS_UNEMBEDDING: vocab_size * plan.d_model * itemsize}
+    if plan.ffn_topk or plan.ffn_dense:
+        sizes[schema.LENS_DOWN_PROJ] = len(plan.layers) * plan.d_model * plan.ffn_units * itemsize
+    if plan.attention_last:
+        sizes[schema.LENS_O_PROJ] = len(plan.layers) * plan.d_model * plan.n_heads * plan.head_dim * itemsize
+    return sizes
+
+
+def capture_size(options: Any) -> tuple[StorePlan, list[int], dict[str, int], dict[str, int]]:
+    """The plan, stored tokens per sample, activation bytes per array and uncompressed `lens/` weight bytes per
+    array of the store `python -m capture` would write with `options` (a CaptureOptions): no weights loaded, no
+    forward pass."""
     from capture.loading import open_model, resolve_model
     from capture.options import check_options
     from capture.run import open_capture_dataset, store_plan
@@ -183,21 +197,25 @@ def capture_size(options: Any) -> tuple[StorePlan, list[int], dict[str, int]]:
     plan = store_plan(options, loaded, dataset)
     items = (prepare_record(loaded, dataset, i, options, token_sets, dense_sets) for i in range(plan.n_samples))
     tokens = [0 if item.skip_reason else len(item.positions) for item in items]
-    return plan, tokens, activation_bytes(plan, tokens)
+    vocab_size = int(loaded.adapter.text_config(loaded.config).vocab_size)
+    return plan, tokens, activation_bytes(plan, tokens), lens_bytes(plan, vocab_size)
 
 
 def capture_size_lines(options: Any) -> list[str]:
     """What `python -m capture.sizing --model M --dataset D ...` prints."""
-    plan, tokens, sizes = capture_size(options)
-    total = sum(sizes.values())
+    plan, tokens, sizes, lens = capture_size(options)
+    total, weights = sum(sizes.values()), sum(lens.values())
     lines = [f"{options.model} over {options.dataset}: {plan.n_samples} samples in {plan.n_shards} shard(s), "
              f"--arrays {','.join(parse_arrays(options.arrays))}, layers {list(plan.layers)}, hidden streams "
              f"{list(plan.streams)}, {plan.compute_dtype}; stored tokens per sample mean "
              f"{np.mean(tokens) if tokens else 0:.0f}, max {max(tokens, default=0)}"]
     lines += [f"  {name:<16} {size:>14,d} bytes" for name, size in sizes.items()]
+    lines += [f"  lens/{name:<11} {size:>14,d} bytes (uncompressed)" for name, size in lens.items()]
     exact = "exact" if options.compression == "none" else "an upper bound (zstd)"
     lines.append(f"  {'activations':<16} {total:>14,d} bytes ({total / 1e6:.2f} MB, {total / max(plan.n_samples, 1) / 1e3:.1f}"
-                 f" kB per sample; {exact}; the token table, per-sample fields and lens/ come on top)")
+                 f" kB per sample; {exact})")
+    lines.append(f"  {'store':<16} {total + weights:>14,d} bytes ({(total + weights) / 1e6:.2f} MB: activations and "
+                 "lens/ weights uncompressed; the token table, per-sample fields and vocabulary come on top)")
     return lines
 
 

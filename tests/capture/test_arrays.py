@@ -15,6 +15,7 @@ from capture.options import CaptureOptions, check_options
 from capture.run import run_capture
 from capture.selection import parse_arrays, parse_streams
 from capture.sizing import capture_size, main
+from store import schema
 from store.info import describe
 from store.schema import CaptureConfig, differing_fields
 from store.validate import validate
@@ -51,17 +52,26 @@ def test_sizing_counts_the_selections_bytes_exactly(selection_stores, synthetic_
     for name, selection in {"keys": {"arrays": "keys"}, "full": {}}.items():
         options = CaptureOptions(model="tiny-llava-ov", dataset="synthetic-coco", data_root=synthetic_root, limit=2,
                                  dtype="fp32", batch_size=1, **selection)
-        plan, tokens, sizes = capture_size(options)
+        plan, tokens, sizes, lens = capture_size(options)
         assert tokens == list(store.reader.open(selection_stores[name]).n_tokens.values)
         on_disk[name] = {array: sum(f.stat().st_size for f in (selection_stores[name] / array / "c").rglob("*")
                                     if f.is_file()) for array in sizes}
         assert sizes == on_disk[name]  # uncompressed shards: exact, shard indices included
+        stored_lens = store.reader.open_lens(selection_stores[name])
+        for array, size in lens.items():  # weights: their shape times 4 bytes (fp32), zstd on disk below that
+            assert size == stored_lens[array].size * 4
+            assert size >= sum(f.stat().st_size for f in (selection_stores[name] / "lens" / array).rglob("*")
+                               if f.is_file() and f.name != "zarr.json")
+        assert set(lens) == ({schema.LENS_NORM_WEIGHT, schema.LENS_UNEMBEDDING}
+                             | ({schema.LENS_DOWN_PROJ} if name == "full" else set()))
     assert set(on_disk["keys"]) == {"keys"} and set(on_disk["full"]) == ACTIVATIONS
     assert main(["--model", "tiny-llava-ov", "--dataset", "synthetic-coco", "--data-root", str(synthetic_root),
                  "--limit", "2", "--dtype", "fp32", "--batch-size", "1", "--arrays", "keys"]) == 0
     header, *rows = capsys.readouterr().out.splitlines()
-    assert "--arrays keys," in header and [row.split()[0] for row in rows] == ["keys", "activations"]
-    assert f"{on_disk['keys']['keys']:,d} bytes" in rows[1]
+    assert "--arrays keys," in header
+    assert [row.split()[0] for row in rows] == ["keys", "lens/final_norm_weight", "lens/unembedding", "activations",
+                                                "store"]
+    assert f"{on_disk['keys']['keys']:,d} bytes" in rows[3]
 
 
 def test_table_counts_only_the_selection(capsys):
