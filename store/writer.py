@@ -275,6 +275,7 @@ class ShardWriter:
         self.records = root[schema.PROGRESS_GROUP][schema.SHARD_COMPLETE]
         self.queue: queue.Queue[ShardPayload | None] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
+        self.unrecorded: list[int] = []  # shards whose data is written but whose completion record failed
         self.bytes_written = 0
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._run, name=f"shard-writer-{i}", daemon=True)
@@ -297,7 +298,19 @@ class ShardWriter:
             self.queue.put(None)
         for thread in alive:
             thread.join()
+        self._record_written_shards()
         self._raise_if_failed()
+
+    def _record_written_shards(self) -> None:
+        """Record the shards whose data was written whole but whose record failed: with shards in flight together,
+        a disk filled by another shard can refuse the record write, and that shard's failed write frees its space
+        again (a shard is written to a temporary file, then renamed). A record that still fails stays unwritten,
+        and the shard is captured again on resume."""
+        for shard in sorted(self.unrecorded):
+            try:
+                self.records[shard] = 1
+            except OSError:
+                return
 
     def _raise_if_failed(self) -> None:
         if self.error is None:
@@ -345,7 +358,12 @@ class ShardWriter:
             else:
                 array[region] = data
         shard_io.wait(pending)
-        self.records[payload.shard] = 1
+        try:
+            self.records[payload.shard] = 1
+        except OSError:
+            with self.lock:
+                self.unrecorded.append(payload.shard)
+            raise
         with self.lock:
             self.bytes_written += payload.nbytes
 
