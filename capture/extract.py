@@ -14,7 +14,7 @@ from capture.hooks import ActivationRecorder, Recorded, last_attention_row
 from capture.intervention import Intervention
 from capture.loading import LoadedModel
 from capture.samples import CaptureItem
-from capture.transfer import DeferredArrays, HostCopier, to_storage  # noqa: F401 (to_storage: re-exported)
+from capture.transfer import DeferredArrays, HostCopier
 from store import annotation as ann
 from store import schema
 from store.layout import StorePlan, empty_arrays

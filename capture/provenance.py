@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from capture.datasets import Dataset
-from capture.extract import to_storage
 from capture.loading import LoadedModel
 from capture.options import CaptureOptions
 from capture.selection import parse_arrays
+from capture.transfer import to_storage
 from store import schema
 from store.layout import TOKEN_BLOCK, StorePlan
 from store.location import Location
