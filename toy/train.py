@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from capture.datasets.synthetic_coco import CATEGORIES, COLOURS
+from capture.device import cpu_info
 from capture.paths import staged_directory
 from toy import model as toy_model
 from toy.batches import IGNORE, Encoded, collate, encode, encode_described
@@ -254,7 +255,7 @@ def train_and_save(out_dir: Path, recipe: TrainingRecipe, name: str = "toy-llava
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
         record = {"name": name, "version": toy_model.TOY_VERSION, "recipe": asdict(recipe),
-                  "train_seconds": round(train_seconds, 1), "trained_on": f"{platform.machine()}, {cpu_model()}, "
+                  "train_seconds": round(train_seconds, 1), "trained_on": f"{platform.machine()}, {cpu_info().model}, "
                   f"torch {torch.__version__}", "held_out": scores, "loss": history}
         (staging / toy_model.BUILD_FILE).write_text(json.dumps(record, indent=1) + "\n")
     return out_dir
@@ -279,14 +280,3 @@ def ensure_toy_model(name: str) -> Path:
             shutil.copytree(pinned, staging, dirs_exist_ok=True)
         return out_dir
     return train_and_save(out_dir, recipe, name=name)
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (the platform's processor string elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
